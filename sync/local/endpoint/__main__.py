@@ -1,0 +1,34 @@
+"""``python -m sync.local.endpoint --host 127.0.0.1 --port P --data-dir D [--faults JSON]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sync.local.endpoint.faults import FaultConfig
+from sync.local.endpoint.server import serve
+from sync.logs import configure_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sync.local.endpoint", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True, help="port to listen on (0 = a free port)")
+    parser.add_argument("--data-dir", type=Path, required=True, help="folder for persistent data")
+    parser.add_argument("--faults", default=None, help="fault configuration JSON (see faults.py)")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, "json")
+    try:
+        faults = FaultConfig.from_json(json.loads(args.faults)) if args.faults else None
+    except ValueError as exc:
+        print(f"--faults: {exc}", file=sys.stderr)
+        return 2
+    serve(args.host, args.port, args.data_dir, faults)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""Start and stop the endpoint as a detached background process (for ``s3vl dev up/down``).
+
+``pid = start("127.0.0.1", 45660, data_dir, log_file)`` launches
+``python -m sync.local.endpoint`` in its own session (it outlives the caller), waits until
+``GET /_s3vl/health`` answers, and returns the pid. ``stop(pid)`` sends SIGTERM (the server
+closes its stores), then SIGKILL after ``timeout``. ``is_healthy(url)`` is a quick probe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sync.errors import LocalStackError
+from sync.local.endpoint.admin import AdminClient
+
+
+def url_for(host: str, port: int) -> str:
+    return f"http://{host}:{port}"
+
+
+def is_healthy(url: str, timeout: float = 1.0) -> bool:
+    """True when the endpoint at ``url`` answers its health route."""
+    return AdminClient(url, timeout=timeout).is_healthy()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is not alive: reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == 0
+
+
+def start(
+    host: str,
+    port: int,
+    data_dir: Path,
+    log_file: Path,
+    faults: dict[str, Any] | None = None,
+    timeout: float = 20.0,
+) -> int:
+    """Launch the endpoint detached, wait for health, return its pid.
+
+    Raises :class:`~sync.errors.LocalStackError` (with the log's tail) if it exits or does not
+    become healthy within ``timeout`` seconds.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "sync.local.endpoint",
+        "--host", host, "--port", str(port), "--data-dir", str(data_dir),
+    ]  # fmt: skip
+    if faults:
+        cmd += ["--faults", json.dumps(faults)]
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    url = url_for(host, port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LocalStackError(f"local endpoint exited with status {proc.returncode}: {_tail(log_file)}")
+        if is_healthy(url, timeout=0.5):
+            return proc.pid
+        time.sleep(0.05)
+    stop(proc.pid)
+    raise LocalStackError(
+        f"local endpoint did not become healthy at {url} in {timeout:.0f}s: {_tail(log_file)}"
+    )
+
+
+def stop(pid: int, timeout: float = 10.0) -> bool:
+    """SIGTERM ``pid``, wait, SIGKILL if needed. False if it was not running."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    while pid_alive(pid):
+        time.sleep(0.05)
+    return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
