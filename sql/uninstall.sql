@@ -1,0 +1,20 @@
+-- Remove every trace of s3vl from this database: the schema (with the capture triggers that
+-- depend on its functions), the replication slots it created, and its roles when no other
+-- database still uses them. Run by `s3vl uninstall-sql`.
+DROP SCHEMA IF EXISTS s3vl CASCADE;
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['s3vl_admin', 's3vl_reader'] LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('DROP OWNED BY %I', r);
+            BEGIN
+                EXECUTE format('DROP ROLE %I', r);
+            EXCEPTION WHEN dependent_objects_still_exist THEN
+                RAISE NOTICE 'role % kept: another database still uses it', r;
+            END;
+        END IF;
+    END LOOP;
+END
+$$;

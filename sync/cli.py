@@ -1,0 +1,175 @@
+"""The ``s3vl`` command: parses arguments, loads settings, calls the module that does the work.
+
+Each subcommand is one ``_cmd_*`` function taking the parsed arguments and the settings and
+returning an exit status; ``_build_parser`` wires them. No command holds logic of its own
+beyond presenting results. Errors of the :class:`~sync.errors.S3vlError` family become one line
+on stderr and the class's exit status; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sync import __version__, schema
+from sync.config import Settings, load_settings
+from sync.errors import ConfigError, S3vlError
+from sync.logs import configure_logging, safe_url
+
+if TYPE_CHECKING:
+    from sync.local.stack import Stack
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+# --- helpers --------------------------------------------------------------------------------
+def _stack(settings: Settings) -> Stack:
+    from sync.local.stack import Stack
+
+    return Stack(settings.data_dir, settings.dev_pg_port, settings.dev_endpoint_port)
+
+
+def database_url(args: argparse.Namespace, settings: Settings) -> str:
+    """``--database-url``, else S3VL_DATABASE_URL, else the local stack's database when it runs."""
+    url = getattr(args, "database_url", None) or settings.database_url
+    if url:
+        return str(url)
+    stack = _stack(settings)
+    if stack.cluster.running_pid() is not None:
+        return stack.state.database_url
+    raise ConfigError(
+        "no database: set S3VL_DATABASE_URL (or --database-url), or start the local stack with 's3vl dev up'"
+    )
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+# --- dev ------------------------------------------------------------------------------------
+def _cmd_dev_up(args: argparse.Namespace, settings: Settings) -> int:
+    state = _stack(settings).up(embedder=args.embedder)
+    print(f"PostgreSQL  {state.database_url}")
+    print(f"AWS endpoint {state.endpoint_url}  (S3 Vectors, Bedrock Runtime, Lambda; embedder={state.embedder})")
+    print('Use it from a shell with: eval "$(.venv/bin/s3vl dev env)"')
+    return 0
+
+
+def _cmd_dev_down(args: argparse.Namespace, settings: Settings) -> int:
+    _stack(settings).down(purge=args.purge)
+    print("local stack stopped" + (" and its data deleted" if args.purge else " (data kept)"))
+    return 0
+
+
+def _cmd_dev_status(args: argparse.Namespace, settings: Settings) -> int:
+    status = _stack(settings).status()
+    if args.json:
+        _print_json(status)
+    else:
+        pg, ep = status["postgres"], status["endpoint"]
+        print(f"data folder   {status['data_dir']}")
+        print(
+            f"postgres      {'running' if pg['running'] else 'stopped'}  port {pg['port']}  "
+            f"pid {pg['pid'] or '-'}  {pg['url']}"
+        )
+        print(
+            f"aws endpoint  {'running' if ep['running'] else 'stopped'}  {ep['url']}  "
+            f"pid {ep['pid'] or '-'}  embedder {ep['embedder']}"
+        )
+    running = status["postgres"]["running"] and status["endpoint"]["running"]
+    return 0 if running else 3
+
+
+def _cmd_dev_env(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.local.stack import format_env
+
+    print(format_env(_stack(settings).env()))
+    return 0
+
+
+# --- schema ---------------------------------------------------------------------------------
+def _cmd_install_sql(args: argparse.Namespace, settings: Settings) -> int:
+    if args.print:
+        print(schema.render_install_script())
+        return 0
+    url = database_url(args, settings)
+    report = schema.install(url)
+    print(
+        f"s3vl schema installed in {safe_url(url)}: {len(report.applied)} new migration(s), "
+        f"{len(report.skipped)} already applied, {len(report.idempotent)} function file(s) refreshed"
+    )
+    for name in report.changed:
+        print(f"warning: {name} changed after it was applied; add a new migration instead", file=sys.stderr)
+    return 0
+
+
+def _cmd_uninstall_sql(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.yes:
+        raise ConfigError("uninstall-sql drops the s3vl schema and its data; confirm with --yes")
+    url = database_url(args, settings)
+    schema.uninstall(url)
+    print(f"s3vl schema removed from {safe_url(url)}")
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------
+def _add_database_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: S3VL_DATABASE_URL or the local stack)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="s3vl", description="Keep Amazon S3 Vectors in step with PostgreSQL, and query the vectors from SQL."
+    )
+    parser.add_argument("--version", action="version", version=f"s3vl {__version__}")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override S3VL_LOG_LEVEL")
+    parser.add_argument("--data-dir", type=Path, help="local stack data folder (S3VL_DATA_DIR, default .s3vl)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="the local stack: PostgreSQL 15 + the local AWS endpoint")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")
+    up = dev_sub.add_parser("up", help="start the local stack (idempotent)")
+    up.add_argument(
+        "--embedder",
+        choices=["hash", "minilm"],
+        help="what computes local Bedrock embeddings (default: keep the current one, else hash)",
+    )
+    up.set_defaults(handler=_cmd_dev_up)
+    down = dev_sub.add_parser("down", help="stop the local stack (data kept)")
+    down.add_argument("--purge", action="store_true", help="also delete the stack's data")
+    down.set_defaults(handler=_cmd_dev_down)
+    status = dev_sub.add_parser("status", help="what runs where")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_cmd_dev_status)
+    dev_sub.add_parser("env", help='export lines for a shell: eval "$(s3vl dev env)"').set_defaults(
+        handler=_cmd_dev_env
+    )
+
+    install = sub.add_parser("install-sql", help="install or upgrade the s3vl schema (idempotent)")
+    _add_database_url(install)
+    install.add_argument("--print", action="store_true", help="print the install script instead of running it")
+    install.set_defaults(handler=_cmd_install_sql)
+    uninstall = sub.add_parser("uninstall-sql", help="remove the s3vl schema, its triggers and roles")
+    _add_database_url(uninstall)
+    uninstall.add_argument("--yes", action="store_true", help="confirm")
+    uninstall.set_defaults(handler=_cmd_uninstall_sql)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``s3vl`` console script."""
+    args = _build_parser().parse_args(argv)
+    try:
+        settings = load_settings(log_level=args.log_level, data_dir=args.data_dir)
+        configure_logging(settings.log_level, settings.log_format)
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except S3vlError as exc:
+        print(f"s3vl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,139 @@
+"""Configuration: environment first (``S3VL_`` prefix), then an optional file, validated at start.
+
+AWS settings deliberately use AWS's own variables (``AWS_REGION``, ``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_<SERVICE>``, credentials): boto3 reads them itself, so the same process talks
+to the local stack or to AWS without a line of s3vl code knowing which. We read the region and
+endpoint here only to validate them and to show them in ``s3vl status``; credentials are never
+read, stored or logged by s3vl.
+
+A bad value stops the program with one line naming the setting and what is allowed
+(:func:`load_settings` raises :class:`~sync.errors.ConfigError`; the CLI prints it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sync.errors import ConfigError
+
+#: Where ``s3vl`` looks for an optional settings file (``KEY=value`` lines, like a .env file).
+CONFIG_FILE_ENV = "S3VL_CONFIG_FILE"
+DEFAULT_DATA_DIR = Path(".s3vl")
+
+
+class Settings(BaseSettings):
+    """Every setting s3vl reads. Field docs are shown by ``s3vl config --help`` style errors."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="S3VL_",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- where things are -------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL connection URL (postgresql://user@host:port/db). "
+        "Defaults to the local dev cluster when it is running.",
+    )
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Folder for the local stack's data (PostgreSQL cluster, endpoint store, logs).",
+    )
+
+    # --- the local stack ------------------------------------------------------------------
+    dev_pg_port: int = Field(default=55432, ge=1024, le=65535, description="Port of the local PostgreSQL.")
+    dev_endpoint_port: int = Field(default=45660, ge=1024, le=65535, description="Port of the local AWS endpoint.")
+
+    # --- AWS (AWS's own variable names) -----------------------------------------------------
+    aws_region: str = Field(
+        default="us-west-2",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "S3VL_AWS_REGION"),
+        description="AWS region (AWS_REGION or AWS_DEFAULT_REGION).",
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL"),
+        description="Endpoint for every AWS service (the local stack sets it).",
+    )
+
+    # --- logging ----------------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level that is logged."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto = console on a terminal, JSON otherwise."
+    )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a URL starting with postgresql:// (e.g. postgresql://app@db:5432/app)")
+        return value
+
+    @field_validator("aws_region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        parts = value.split("-")
+        if len(parts) < 3 or not parts[-1].isdigit():
+            raise ValueError("must be an AWS region name such as us-west-2 or eu-central-1")
+        return value
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:45660")
+        return value.rstrip("/")
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a user would set for a pydantic error location.
+
+    Fields read through an alias (AWS's own variables) report the alias that was set.
+    """
+    name = str(loc[0]) if loc else "?"
+    if name in Settings.model_fields:
+        return f"S3VL_{name.upper()}"
+    for info in Settings.model_fields.values():
+        choices = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
+        if name in choices:  # pydantic names the first alias; name the one the user set
+            return next((str(c) for c in choices if str(c) in os.environ), name)
+    return name.upper()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings once; raise :class:`ConfigError` naming the bad setting.
+
+    ``overrides`` are values from command-line flags; they win over the environment.
+    """
+    env_file = os.environ.get(CONFIG_FILE_ENV)
+    if env_file and not Path(env_file).is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={env_file}: no such file; point it at a KEY=value settings file")
+    try:
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        return Settings(_env_file=env_file, **given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = _env_name(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {name}={first.get('input')!r}: {message}") from None

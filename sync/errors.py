@@ -1,0 +1,40 @@
+"""The one exception root of s3vl, and one class per failure class.
+
+Each class's docstring is its default message, so ``raise ConfigError()`` still says something
+useful. Driver errors (psycopg, botocore) are translated into these at one boundary each
+(``sync.db`` and the AWS client modules), never scattered through the pipeline.
+"""
+
+from __future__ import annotations
+
+
+class S3vlError(Exception):
+    """s3vl failed."""
+
+    #: Process exit status the CLI uses for this class of error.
+    exit_code = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(S3vlError):
+    """A setting is invalid."""
+
+    exit_code = 2
+
+
+class LocalStackError(S3vlError):
+    """The local stack could not be started, stopped or inspected."""
+
+
+class DatabaseError(S3vlError):
+    """The database refused or failed an operation."""
+
+
+class SchemaError(S3vlError):
+    """The s3vl SQL schema could not be installed or is not installed."""
+
+
+class LocalModelMissingError(S3vlError):
+    """A local embedding model is not installed (the message names the install command)."""

@@ -1,0 +1,165 @@
+"""Install and remove the ``s3vl`` SQL schema from the files under ``sql/``.
+
+Two kinds of files, so that re-running an install is always safe (the pgai convention):
+
+* ``sql/incremental/NNN-name.sql`` create tables and other state. Each runs exactly once per
+  database and is recorded in ``s3vl.migrations`` with the SHA-256 of its body; a recorded file
+  whose body later changed is reported (write a new file instead of editing an applied one).
+* ``sql/idempotent/NNN-name.sql`` hold functions, views and grants written with
+  ``CREATE OR REPLACE``; they run on every install, so fixing a function is editing its file.
+
+Number ranges keep the parts apart: 000-099 core, 100-199 query interface, 200-299 sync,
+300-399 reconcile. Everything runs in one transaction under an advisory lock, so two installers
+cannot interleave and a failure leaves the database exactly as it was.
+``sql/local/`` holds the local stand-ins for Aurora's extensions; only ``s3vl dev up`` applies
+them (:func:`install_local_shims`), never an install into a real Aurora.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import structlog
+
+from sync import __version__
+from sync.errors import SchemaError
+
+log = structlog.get_logger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_LOCK_KEY = 0x53_33_56_4C  # "S3VL": the advisory lock every installer takes
+
+_BOOTSTRAP = """
+CREATE SCHEMA IF NOT EXISTS s3vl;
+CREATE TABLE IF NOT EXISTS s3vl.migrations (
+    name        text PRIMARY KEY,
+    sha256      text NOT NULL,
+    s3vl_version text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE s3vl.migrations IS 'Incremental sql/ files applied to this database (s3vl install-sql).';
+"""
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    """One file of ``sql/``, with the name it is recorded under."""
+
+    kind: str  # "incremental" | "idempotent" | "local"
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}/{self.path.name}"
+
+    @property
+    def body(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.body.encode()).hexdigest()
+
+
+@dataclass
+class InstallReport:
+    """What an install did: files applied now, files already present, files changed since."""
+
+    applied: list[str]
+    skipped: list[str]
+    changed: list[str]
+    idempotent: list[str]
+
+
+def sql_files(kind: str, sql_dir: Path = SQL_DIR) -> list[SqlFile]:
+    """The files of one kind, in the order they run (by file name)."""
+    folder = sql_dir / kind
+    if not folder.is_dir():
+        return []
+    return [SqlFile(kind, p) for p in sorted(folder.glob("*.sql"))]
+
+
+def render_install_script(sql_dir: Path = SQL_DIR) -> str:
+    """One plain SQL script equivalent to a fresh install (for ``psql -f`` or a review)."""
+    parts = ["BEGIN;", _BOOTSTRAP]
+    for f in sql_files("incremental", sql_dir):
+        parts.append(f"-- {f.name}\n{f.body}")
+        parts.append(
+            "INSERT INTO s3vl.migrations (name, sha256, s3vl_version) "
+            f"VALUES ('{f.name}', '{f.sha256}', '{__version__}') ON CONFLICT (name) DO NOTHING;"
+        )
+    parts.extend(f"-- {f.name}\n{f.body}" for f in sql_files("idempotent", sql_dir))
+    parts.append("COMMIT;")
+    return "\n".join(parts)
+
+
+def _run_file(cur: psycopg.Cursor[tuple[object, ...]], f: SqlFile) -> None:
+    try:
+        cur.execute(f.body.encode())
+    except psycopg.Error as exc:
+        diag = exc.diag
+        detail = diag.message_primary or str(exc)
+        raise SchemaError(
+            f"{f.name} failed: {detail}" + (f" ({diag.context.strip()})" if diag.context else "")
+        ) from exc
+
+
+def install(conninfo: str, sql_dir: Path = SQL_DIR) -> InstallReport:
+    """Apply ``sql/`` to the database in one transaction; safe to run any number of times."""
+    report = InstallReport(applied=[], skipped=[], changed=[], idempotent=[])
+    try:
+        with psycopg.connect(conninfo, autocommit=False) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            cur.execute(_BOOTSTRAP.encode())
+            cur.execute("SELECT name, sha256 FROM s3vl.migrations")
+            recorded = {str(name): str(sha) for name, sha in cur.fetchall()}
+            for f in sql_files("incremental", sql_dir):
+                if f.name in recorded:
+                    report.skipped.append(f.name)
+                    if recorded[f.name] != f.sha256:
+                        report.changed.append(f.name)
+                        log.warning(
+                            "schema.migration_changed",
+                            file=f.name,
+                            hint="an applied incremental file was edited; add a new file instead",
+                        )
+                    continue
+                _run_file(cur, f)
+                cur.execute(
+                    "INSERT INTO s3vl.migrations (name, sha256, s3vl_version) VALUES (%s, %s, %s)",
+                    (f.name, f.sha256, __version__),
+                )
+                report.applied.append(f.name)
+            for f in sql_files("idempotent", sql_dir):
+                _run_file(cur, f)
+                report.idempotent.append(f.name)
+            conn.commit()
+    except psycopg.OperationalError as exc:
+        raise SchemaError(f"cannot connect to the database: {str(exc).strip()}") from exc
+    log.info(
+        "schema.installed", applied=len(report.applied), skipped=len(report.skipped), idempotent=len(report.idempotent)
+    )
+    return report
+
+
+def install_local_shims(conninfo: str, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply ``sql/local/`` (the local ``aws_lambda``/``aws_commons`` stand-ins) in one transaction."""
+    files = sql_files("local", sql_dir)
+    with psycopg.connect(conninfo, autocommit=False) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        for f in files:
+            _run_file(cur, f)
+        conn.commit()
+    return [f.name for f in files]
+
+
+def uninstall(conninfo: str, sql_dir: Path = SQL_DIR) -> None:
+    """Run ``sql/uninstall.sql``: the schema, its triggers on user tables and its roles go."""
+    f = SqlFile("uninstall", sql_dir / "uninstall.sql")
+    with psycopg.connect(conninfo, autocommit=False) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        _run_file(cur, f)
+        conn.commit()

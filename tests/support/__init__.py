@@ -1,0 +1,1 @@
+"""Helpers for tests: the throwaway PostgreSQL cluster and databases cloned from a template."""

@@ -1,0 +1,107 @@
+"""A private PostgreSQL cluster per test session, built with the same code as ``s3vl dev up``.
+
+Each test that needs a database gets its own, cloned in milliseconds from a template that has
+``sql/`` installed (``CREATE DATABASE ... TEMPLATE``), so tests never see each other's rows and
+can run in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from sync import schema
+from sync.local.cluster import Cluster, free_port
+
+TEMPLATE = "s3vl_template"
+
+
+@dataclass
+class TestCluster:
+    __test__ = False  # a helper, not a test class
+    """The session's cluster: ``url`` is its ``s3vl`` database (no schema installed)."""
+
+    cluster: Cluster
+    root: Path
+    _template_ready: bool = field(default=False)
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url()
+
+    def url_for(self, database: str) -> str:
+        return self.cluster.url(database)
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.cluster.url("postgres"), autocommit=True)
+
+    def ensure_template(self) -> None:
+        """Create the template database with ``sql/`` (and the local shims) installed, once."""
+        if self._template_ready:
+            return
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+        url = self.url_for(TEMPLATE)
+        schema.install_local_shims(url)
+        schema.install(url)
+        self._template_ready = True
+
+    def create_database(self, *, installed: bool = True, settings: dict[str, str] | None = None) -> str:
+        """A new empty database (``installed``: cloned from the template); returns its URL.
+
+        ``settings`` are database-level GUCs (``ALTER DATABASE ... SET``), which a TEMPLATE
+        copy does not carry over, e.g. the local ``aws_lambda.endpoint_url``.
+        """
+        name = "t_" + uuid.uuid4().hex[:12]
+        with self.admin() as conn:
+            if installed:
+                self.ensure_template()
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
+                )
+            else:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            for key, value in (settings or {}).items():
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                        sql.Identifier(name), sql.SQL(key), sql.Literal(value)
+                    )
+                )
+        return self.url_for(name)
+
+    def drop_database(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def make_root(prefix: str = "s3vl-test-") -> Path:
+    """A temporary folder the ``postgres`` OS user can reach (pytest's tmp dirs are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    return root
+
+
+@contextmanager
+def session_cluster() -> Iterator[TestCluster]:
+    """Start a throwaway cluster on a free port; stop and delete it afterwards."""
+    root = make_root()
+    # Test clusters skip fsync: a crashed *test machine* may lose them, which is fine.
+    cluster = Cluster(root, free_port(), durable=False)
+    try:
+        cluster.up()
+        yield TestCluster(cluster, root)
+    finally:
+        cluster.destroy()
+        if not os.environ.get("S3VL_KEEP_TEST_CLUSTER"):
+            shutil.rmtree(root, ignore_errors=True)
