@@ -8,6 +8,18 @@
 -- unqualified column names resolve to the source's columns (functions outside pg_catalog must
 -- be schema-qualified in it, because of the pinned search_path).
 
+-- The sync -> index registry reference, once the registry table exists (it is the query
+-- interface's, sql/incremental/100-*.sql).
+DO $$
+BEGIN
+    IF to_regclass('s3vl.indexes') IS NOT NULL AND NOT EXISTS (
+        SELECT FROM pg_catalog.pg_constraint WHERE conname = 'syncs_index_name_fkey' AND conrelid = 's3vl.syncs'::regclass) THEN
+        ALTER TABLE s3vl.syncs ADD CONSTRAINT syncs_index_name_fkey
+            FOREIGN KEY (index_name) REFERENCES s3vl.indexes (name) ON UPDATE CASCADE;
+    END IF;
+END
+$$;
+
 -- === models ================================================================================
 -- Embedding models a sync may use, with the dimensions each accepts and its input limit.
 CREATE OR REPLACE FUNCTION s3vl.embedding_models()
@@ -429,8 +441,12 @@ BEGIN
     s.read_columns := ARRAY(SELECT DISTINCT x FROM unnest(s.key_columns || s.metadata_columns || coalesce(expr_cols, '{}')) x ORDER BY 1);
 
     -- index and model: the index is registered, the model known, the dimensions agree
-    SELECT * INTO idx FROM s3vl.indexes i WHERE i.name = s.index_name;
-    IF NOT FOUND THEN
+    IF to_regclass('s3vl.indexes') IS NULL THEN
+        RAISE EXCEPTION 'the index registry s3vl.indexes is not installed' USING ERRCODE = 'undefined_table',
+            HINT = 'Run s3vl install-sql.';
+    END IF;
+    EXECUTE 'SELECT * FROM s3vl.indexes i WHERE i.name = $1' INTO idx USING s.index_name;
+    IF idx IS NULL THEN
         RAISE EXCEPTION 'index "%" is not registered', s.index_name USING ERRCODE = 'undefined_object',
             HINT = 'Register it first: SELECT s3vl.register_index(name, index_arn).';
     END IF;
@@ -714,8 +730,11 @@ COMMENT ON FUNCTION s3vl.complete(text, text, jsonb) IS 'Record state and comple
 
 -- A batch's keys failed: count an attempt (only where the version is unchanged: a changed row
 -- deserves fresh attempts), keep the last error, and mark keys failed after max_attempts.
--- `failures` is a jsonb array of {key, version, error}.
-CREATE OR REPLACE FUNCTION s3vl.fail(sync_name text, worker text, failures jsonb)
+-- `failures` is a jsonb array of {key, version, error}. With retry_after > 0 a failed key is
+-- not leased again for retry_after * 2^attempts seconds (at most 10 minutes): a backoff.
+DROP FUNCTION IF EXISTS s3vl.fail(text, text, jsonb);
+CREATE OR REPLACE FUNCTION s3vl.fail(sync_name text, worker text, failures jsonb,
+                                     retry_after double precision DEFAULT 0)
 RETURNS int
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -728,7 +747,9 @@ BEGIN
         attempts = o.attempts + 1,
         last_error = left(f.error, 2000),
         status = CASE WHEN o.attempts + 1 >= maxa THEN 'failed' ELSE 'pending' END,
-        lease_until = NULL, leased_by = NULL
+        lease_until = CASE WHEN retry_after > 0 AND o.attempts + 1 < maxa
+                           THEN now() + make_interval(secs => least(retry_after * 2 ^ o.attempts, 600)) END,
+        leased_by = NULL
     FROM (SELECT * FROM jsonb_to_recordset(failures) AS x(key text, version bigint, error text) ORDER BY 1) AS f
     WHERE o.sync_name = fail.sync_name AND o.key = f.key AND o.version = f.version;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -739,7 +760,7 @@ BEGIN
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION s3vl.fail(text, text, jsonb) IS 'Count a failed attempt for leased keys; failed after max_attempts with the last error.';
+COMMENT ON FUNCTION s3vl.fail(text, text, jsonb, double precision) IS 'Count a failed attempt for leased keys; failed after max_attempts with the last error.';
 
 -- Give leased keys back at once (a worker stopping); nothing is counted against them.
 CREATE OR REPLACE FUNCTION s3vl.release(sync_name text, worker text, keys text[])
@@ -813,7 +834,7 @@ GRANT EXECUTE ON FUNCTION
     s3vl.create_sync(text, regclass, text, text, text[], text, int, text, int, int, text[], boolean, boolean, text, int, boolean),
     s3vl.alter_sync(text, text, text[], text, int, int, int, boolean, text, int, text, boolean),
     s3vl.drop_sync(text, boolean),
-    s3vl.lease(text, int, double precision, text), s3vl.complete(text, text, jsonb), s3vl.fail(text, text, jsonb),
+    s3vl.lease(text, int, double precision, text), s3vl.complete(text, text, jsonb), s3vl.fail(text, text, jsonb, double precision),
     s3vl.release(text, text, text[]), s3vl.retry_failed(text)
     TO s3vl_admin;
 -- the capture trigger runs as the table's writers; it is SECURITY DEFINER and only enqueues

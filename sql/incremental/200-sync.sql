@@ -9,7 +9,9 @@ CREATE TABLE s3vl.syncs (
                       CHECK (name ~ '^[a-z_][a-z0-9_]{0,39}$'),
     source            regclass NOT NULL,
     key_columns       text[] NOT NULL CHECK (cardinality(key_columns) >= 1),
-    index_name        text NOT NULL REFERENCES s3vl.indexes (name) ON UPDATE CASCADE,
+    -- REFERENCES s3vl.indexes (name): added by sql/idempotent/200-sync.sql once the registry
+    -- (sql/*/100-*.sql, the query interface) exists, so the two parts install in any state.
+    index_name        text NOT NULL,
     text_expression   text NOT NULL,
     metadata_columns  text[] NOT NULL DEFAULT '{}',
     -- every column the sync reads (keys, metadata, the columns the text expression uses):
