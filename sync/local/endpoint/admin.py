@@ -29,9 +29,7 @@ class AdminClient:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise AdminError(
-                f"{method} /_s3vl/{path}: HTTP {exc.code}: {exc.read().decode(errors='replace')}"
-            ) from exc
+            raise AdminError(f"{method} /_s3vl/{path}: HTTP {exc.code}: {exc.read().decode(errors='replace')}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise AdminError(f"{method} /_s3vl/{path}: {exc}") from exc
 

@@ -72,7 +72,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from sync.local.endpoint.counters import Counters
-from sync.local.endpoint.faults import FaultConfig, Faults
+from sync.local.endpoint.faults import FaultConfig, FaultDecision, Faults
 
 log = structlog.get_logger(__name__)
 
@@ -235,9 +235,7 @@ class EndpointApp:
                 404, "UnknownOperationException", f"No route for {request.method} {request.path}"
             ).response()
         except MethodNotAllowed:
-            return AwsError(
-                405, "UnknownOperationException", f"Method {request.method} not allowed"
-            ).response()
+            return AwsError(405, "UnknownOperationException", f"Method {request.method} not allowed").response()
         except HTTPException as exc:  # pragma: no cover - werkzeug redirects etc.
             return AwsError(exc.code or 400, "UnknownOperationException", str(exc)).response()
         if endpoint.startswith("admin:"):
@@ -249,7 +247,11 @@ class EndpointApp:
         service, route = bound.service, bound.route
         self.counters.add(service.name, route.operation, "requests", 1)
         try:
-            fault = self.faults.decide(service.name, route.operation)
+            fault = (
+                FaultDecision()
+                if route.rule.startswith(ADMIN_PREFIX)
+                else self.faults.decide(service.name, route.operation)
+            )
             if fault.latency_s > 0:
                 time.sleep(fault.latency_s)
             if fault.error == "throttle":
@@ -287,9 +289,7 @@ class EndpointApp:
                 try:
                     config = FaultConfig.from_json(json.loads(request.get_data() or b"{}"))
                 except (ValueError, TypeError) as exc:
-                    return AwsError(
-                        400, "ValidationException", f"Invalid fault configuration: {exc}"
-                    ).response()
+                    return AwsError(400, "ValidationException", f"Invalid fault configuration: {exc}").response()
                 self.faults.set(config)
             return json_response(self.faults.get().to_json())
         if name == "counters":

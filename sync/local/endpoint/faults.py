@@ -92,9 +92,7 @@ class FaultConfig:
         if not isinstance(raw_rules, list):
             raise ValueError("rules must be a list")
         rules = [FaultRule.from_json(r) for r in raw_rules]
-        shorthand = {
-            k: obj[k] for k in ("latency_ms", "throttle_fraction", "unavailable_fraction") if k in obj
-        }
+        shorthand = {k: obj[k] for k in ("latency_ms", "throttle_fraction", "unavailable_fraction") if k in obj}
         if shorthand:
             rules.append(FaultRule.from_json(shorthand))
         seed = obj.get("seed")

@@ -79,9 +79,7 @@ def start(
             return proc.pid
         time.sleep(0.05)
     stop(proc.pid)
-    raise LocalStackError(
-        f"local endpoint did not become healthy at {url} in {timeout:.0f}s: {_tail(log_file)}"
-    )
+    raise LocalStackError(f"local endpoint did not become healthy at {url} in {timeout:.0f}s: {_tail(log_file)}")
 
 
 def stop(pid: int, timeout: float = 10.0) -> bool:
