@@ -1,0 +1,1 @@
+"""The s3vl query Lambda's package: request validation, AWS calls, operations, errors."""
