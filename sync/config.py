@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         description="Endpoint for every AWS service (the local stack sets it).",
     )
 
+    # --- reconcile (H-reconcile) ---------------------------------------------------------------
+    reconcile_max_delete_share: float = Field(
+        default=0.10, ge=0.0, le=1.0,
+        description="Largest share of an index reconcile --apply deletes without --force (0.10 = 10%).",
+    )
+    reconcile_segments: int = Field(
+        default=16, ge=1, le=16, description="ListVectors segments reconcile lists in parallel (1-16)."
+    )
+    reconcile_sample_size: int = Field(
+        default=10, ge=0, le=1000, description="Keys shown per drift category in a reconcile report."
+    )
+
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level that is logged."

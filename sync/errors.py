@@ -38,3 +38,31 @@ class SchemaError(S3vlError):
 
 class LocalModelMissingError(S3vlError):
     """A local embedding model is not installed (the message names the install command)."""
+
+
+class ReconcileError(S3vlError):
+    """Reconcile could not compare or repair a sync (the message names the sync and why)."""
+
+
+class ReindexError(S3vlError):
+    """A reindex could not create, backfill, verify or switch to the new index."""
+
+
+class SyncDefinitionError(S3vlError):
+    """A sync definition is missing or cannot be used by the worker."""
+
+
+class TransientAwsError(S3vlError):
+    """An AWS call kept failing with throttling, 5xx or connection errors after its retries."""
+
+
+class RowError(S3vlError):
+    """One source row cannot be synced (e.g. text too long for the model, metadata over S3 Vectors' limits)."""
+
+
+class EmbeddingError(S3vlError):
+    """Bedrock refused or failed to embed a text."""
+
+
+class VectorStoreError(S3vlError):
+    """S3 Vectors refused or failed a request."""
