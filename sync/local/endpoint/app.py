@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 import structlog
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -110,9 +111,18 @@ class AwsError(Exception):
         )
 
 
+def _loads(raw: bytes) -> Any:
+    """Parse JSON fast (orjson); fall back to :mod:`json` for what orjson refuses (NaN/Infinity
+    literals, integers beyond 64 bits) so the service can answer with its own validation error."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A JSON success response (rest-json: ``application/json`` body)."""
-    resp = Response(json.dumps(obj, separators=(",", ":")), status=status, mimetype="application/json")
+    resp = Response(orjson.dumps(obj), status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp
@@ -152,7 +162,7 @@ class Call:
         if not self._parsed:
             raw = self.request.get_data(cache=True)
             try:
-                self._json = json.loads(raw) if raw.strip() else {}
+                self._json = _loads(raw) if raw.strip() else {}
             except (ValueError, UnicodeDecodeError) as exc:
                 raise AwsError(400, "SerializationException", f"Malformed request body: {exc}") from exc
             self._parsed = True
@@ -261,7 +271,11 @@ class EndpointApp:
                 status, code = service.unavailable_error
                 raise AwsError(status, code, "Injected fault: service unavailable (s3vl local endpoint).")
             call = Call(request, args, self.ctx, service.name, route.operation, self.counters)
-            return route.handler(call)
+            started = time.perf_counter()
+            response = route.handler(call)
+            # Server-side handling time, for benchmarks that separate client from server cost.
+            response.headers["x-s3vl-server-ms"] = f"{(time.perf_counter() - started) * 1000:.3f}"
+            return response
         except AwsError as err:
             self.counters.add(service.name, route.operation, "errors", 1)
             self.counters.add(service.name, route.operation, f"error:{err.code}", 1)
