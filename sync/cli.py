@@ -116,6 +116,60 @@ def _cmd_uninstall_sql(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- reconcile / reindex (H-reconcile) -------------------------------------------------------
+def _cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+
+    from sync import reconcile_report
+    from sync.reconcile import ReconcileOptions, reconcile, write_metrics
+
+    if args.max_reembed is not None and args.max_reembed < 0:
+        raise ConfigError("--max-reembed must be 0 or more")
+    if args.max_delete_share is not None and not 0.0 <= args.max_delete_share <= 1.0:
+        raise ConfigError("--max-delete-share must be between 0 and 1 (0.10 = 10%)")
+    options = ReconcileOptions(
+        apply=args.apply, force=args.force, max_reembed=args.max_reembed,
+        max_delete_share=args.max_delete_share if args.max_delete_share is not None
+        else settings.reconcile_max_delete_share,
+        segments=args.segments or settings.reconcile_segments, sample_size=settings.reconcile_sample_size,
+    )
+    url = database_url(args, settings)
+    stderr = Console(stderr=True)
+    if stderr.is_terminal and not args.no_progress:
+        with reconcile_report.TerminalProgress(stderr) as bar:
+            reports = reconcile(url, options, args.sync or None, progress=bar)
+    else:
+        reports = reconcile(url, options, args.sync or None)
+    if args.metrics_file:
+        write_metrics(args.metrics_file)
+    if args.json:
+        print(reconcile_report.to_json(reports))
+    else:
+        reconcile_report.render(reports, Console(), settings.reconcile_sample_size)
+    return int(reconcile_report.overall_exit_code(reports))
+
+
+def _add_reconcile_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rec = sub.add_parser(
+        "reconcile", help="find (and with --apply repair) orphaned, missing and stale vectors",
+        description="Compare each sync's index with its source and state table. Dry run by default. "
+        "Exit status: 0 clean or repaired, 1 error, 3 drift found and not repaired, 4 refused by the "
+        "safety limit.",
+    )
+    _add_database_url(rec)
+    rec.add_argument("--apply", action="store_true", help="repair: delete orphans, enqueue missing/stale, fix state")
+    rec.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    rec.add_argument("--force", action="store_true", help="allow deleting more than the safety limit")
+    rec.add_argument("--max-reembed", type=int, metavar="N", help="enqueue at most N stale keys per sync this run")
+    rec.add_argument("--max-delete-share", type=float, metavar="F",
+                     help="safety limit as a share of the index (default S3VL_RECONCILE_MAX_DELETE_SHARE=0.10)")
+    rec.add_argument("--sync", action="append", metavar="NAME", help="only this sync (repeatable; default all)")
+    rec.add_argument("--segments", type=int, choices=range(1, 17), metavar="1-16", help="parallel ListVectors segments")
+    rec.add_argument("--metrics-file", type=Path, help="write Prometheus metrics here (textfile collector)")
+    rec.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    rec.set_defaults(handler=_cmd_reconcile)
+
+
 # --- parser ---------------------------------------------------------------------------------
 def _add_database_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="PostgreSQL URL (default: S3VL_DATABASE_URL or the local stack)")
@@ -157,6 +211,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_database_url(uninstall)
     uninstall.add_argument("--yes", action="store_true", help="confirm")
     uninstall.set_defaults(handler=_cmd_uninstall_sql)
+    _add_reconcile_parser(sub)
     return parser
 
 

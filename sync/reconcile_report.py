@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -219,3 +219,50 @@ def render(reports: list[ReconcileReport], console: Console, sample_size: int = 
             console.print(f"{r.deferred_stale} stale keys deferred to the next run (--max-reembed)")
         if not r.applied and r.drift and not r.error:
             console.print("dry run: nothing changed; re-run with --apply to repair")
+
+
+class TerminalProgress:
+    """A rich progress bar per sync on stderr (only when stderr is a terminal).
+
+    Used as ``progress=`` of :func:`sync.reconcile.reconcile`: called with the sync and the
+    expected vector count (from the state table; None when unknown), returns the page callback.
+    """
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=False,
+        )
+
+    def __enter__(self) -> TerminalProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, sync: str, expected: int | None) -> Callable[[int], None]:
+        import time
+
+        task = self._progress.add_task(f"scan {sync}", total=expected, rate="")
+        started = time.monotonic()
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            elapsed = max(time.monotonic() - started, 1e-6)
+            total = self._progress.tasks[task].total
+            if total is not None and done > total:
+                self._progress.update(task, total=done)
+            self._progress.update(task, advance=n, rate=f"{done / elapsed:,.0f} vectors/s")
+
+        return advance
