@@ -24,7 +24,7 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sync.local.endpoint import process  # noqa: E402
+from sync.local.endpoint import process
 
 CATEGORIES = [f"cat-{i}" for i in range(20)]
 
@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary(name: str, client_ms: list[float], server_ms: list[float]) -> None:
@@ -71,7 +71,7 @@ def main() -> int:
             endpoint_url=f"http://127.0.0.1:{port}",
             region_name="us-west-2",
             aws_access_key_id="s3vl-local",
-            aws_secret_access_key="s3vl-local",  # noqa: S106 - dummy local credentials
+            aws_secret_access_key="s3vl-local",
             config=Config(parameter_validation=not args.no_param_validation),
         )
         client.create_vector_bucket(vectorBucketName="bench")
