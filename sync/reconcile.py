@@ -30,10 +30,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from psycopg.types.json import Jsonb
 
+from sync import aws
 from sync import reconcile_classify as classify
-from sync.errors import ReconcileError
+from sync.errors import ReconcileError, S3vlError
 from sync.reconcile_report import Category, ReconcileReport, check_delete_share
 from sync.reconcile_scan import MAX_SEGMENTS, boto3_lister, create_scan_table, scan_into
+from sync.vectors import VectorStore
 
 log = structlog.get_logger(__name__)
 
@@ -93,13 +95,8 @@ def write_metrics(path: Path) -> None:
 
 # --- AWS client ------------------------------------------------------------------------------
 def default_client(region: str) -> Any:
-    """A boto3 s3vectors client with adaptive retries and a pool wide enough for 16 segments."""
-    import boto3
-    from botocore.config import Config
-
-    cfg = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=MAX_SEGMENTS + 8,
-                 connect_timeout=10, read_timeout=60)
-    return boto3.client("s3vectors", region_name=region, config=cfg)
+    """The shared s3vectors client (retries are :mod:`sync.aws`'s), pooled for 16 segments + deletes."""
+    return aws.client("s3vectors", region, pool=MAX_SEGMENTS + 2 * DELETE_PARALLELISM)
 
 
 # --- database --------------------------------------------------------------------------------
@@ -197,7 +194,7 @@ def reconcile_one(
         _scan_and_classify(conn, target, client, options, report, progress)
         if options.apply:
             _repair(conn, target, client, options, report)
-    except (psycopg.Error, BotoCoreError, ClientError, ReconcileError) as exc:
+    except (psycopg.Error, BotoCoreError, ClientError, S3vlError) as exc:
         report.error = f"{type(exc).__name__}: {str(exc).strip()}"
         bound.error("reconcile.failed", error=report.error)
     report.finished_at = _db_now(conn)
@@ -296,9 +293,10 @@ def _delete_orphans(
     row = conn.execute("SELECT count(*) FROM s3vl_rc_work").fetchone()
     total = int(row[0]) if row else 0
     deleted = 0
+    store = VectorStore(client, target.index_arn)  # retries, write rate limits, <= 500 keys a call
 
     def delete(keys: list[str]) -> int:
-        client.delete_vectors(indexArn=target.index_arn, keys=keys)
+        store.delete(keys)
         return len(keys)
 
     # Batches are read by row number in short statements; at most DELETE_PARALLELISM calls are in

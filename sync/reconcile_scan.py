@@ -24,6 +24,8 @@ import psycopg
 import structlog
 from psycopg import sql
 
+from sync.aws import RetryPolicy
+
 log = structlog.get_logger(__name__)
 
 #: ListVectors limits (botocore service model): segmentCount 1..16, maxResults 1..1000.
@@ -93,8 +95,15 @@ def to_row(vector: Mapping[str, Any], segment: int) -> ScanRow:
     )
 
 
-def boto3_lister(client: Any, index_arn: str, page_size: int = MAX_PAGE_SIZE) -> PageLister:
-    """A :class:`PageLister` over a boto3 ``s3vectors`` client (thread-safe: boto3 clients are)."""
+def boto3_lister(
+    client: Any, index_arn: str, page_size: int = MAX_PAGE_SIZE, policy: RetryPolicy | None = None
+) -> PageLister:
+    """A :class:`PageLister` over a boto3 ``s3vectors`` client (thread-safe: boto3 clients are).
+
+    Throttling and 5xx are retried with the shared policy (:mod:`sync.aws`); a page is retried
+    with the same token, so a retry never skips or repeats vectors.
+    """
+    retry = policy or RetryPolicy()
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}")
 
@@ -111,7 +120,7 @@ def boto3_lister(client: Any, index_arn: str, page_size: int = MAX_PAGE_SIZE) ->
         }
         if token:
             kwargs["nextToken"] = token
-        resp = client.list_vectors(**kwargs)
+        resp = retry.call("s3vectors ListVectors", lambda: client.list_vectors(**kwargs))
         return resp.get("vectors", []), resp.get("nextToken") or None
 
     return list_page

@@ -61,16 +61,13 @@ class FakeVectors:
 
 def create_docs_sync(conn: psycopg.Connection[Any], rows: int, chunk_size: int | None = None) -> str:
     """A source table ``public.docs`` with ``rows`` rows and a sync ``docs`` (no backfill queued)."""
-    # until the query interface's registry (sql/incremental/1xx) lands, a stand-in with its columns
-    conn.execute("CREATE TABLE IF NOT EXISTS s3vl.indexes (name text PRIMARY KEY, index_arn text NOT NULL UNIQUE, "
-                 "region text NOT NULL, bucket_name text NOT NULL, index_name text NOT NULL, dimension int, "
-                 "distance_metric text, embedding_model text, description text, registered_at timestamptz)")
     conn.execute("CREATE TABLE public.docs (id int PRIMARY KEY, title text NOT NULL, body text)")
     conn.execute("INSERT INTO public.docs SELECT g, 'title ' || g, 'body of ' || g FROM generate_series(1, %s) g",
                  (rows,))
     conn.execute(
-        "INSERT INTO s3vl.indexes (name, index_arn, region, bucket_name, index_name) "
-        "VALUES ('docs', %s, 'us-west-2', 'rc-bucket', 'docs') ON CONFLICT DO NOTHING", (INDEX_ARN,))
+        "INSERT INTO s3vl.indexes (name, index_arn, region, account_id, bucket_name, index_name) "
+        "VALUES ('docs', %s, 'us-west-2', '000000000000', 'rc-bucket', 'docs') ON CONFLICT DO NOTHING",
+        (INDEX_ARN,))
     row = conn.execute(
         "SELECT embedding_version FROM s3vl.create_sync(name => 'docs', source => 'public.docs', "
         "index_name => 'docs', text_expression => $$title || '. ' || coalesce(body, '')$$, "
