@@ -59,15 +59,16 @@ class FakeVectors:
             self.vectors[key] = dict(metadata)
 
 
-def create_docs_sync(conn: psycopg.Connection[Any], rows: int, chunk_size: int | None = None) -> str:
+def create_docs_sync(conn: psycopg.Connection[Any], rows: int, chunk_size: int | None = None,
+                     index_arn: str = INDEX_ARN, bucket: str = "rc-bucket") -> str:
     """A source table ``public.docs`` with ``rows`` rows and a sync ``docs`` (no backfill queued)."""
     conn.execute("CREATE TABLE public.docs (id int PRIMARY KEY, title text NOT NULL, body text)")
     conn.execute("INSERT INTO public.docs SELECT g, 'title ' || g, 'body of ' || g FROM generate_series(1, %s) g",
                  (rows,))
     conn.execute(
         "INSERT INTO s3vl.indexes (name, index_arn, region, account_id, bucket_name, index_name) "
-        "VALUES ('docs', %s, 'us-west-2', '000000000000', 'rc-bucket', 'docs') ON CONFLICT DO NOTHING",
-        (INDEX_ARN,))
+        "VALUES ('docs', %s, 'us-west-2', '000000000000', %s, 'docs') ON CONFLICT DO NOTHING",
+        (index_arn, bucket))
     row = conn.execute(
         "SELECT embedding_version FROM s3vl.create_sync(name => 'docs', source => 'public.docs', "
         "index_name => 'docs', text_expression => $$title || '. ' || coalesce(body, '')$$, "
