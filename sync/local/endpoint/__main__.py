@@ -1,9 +1,10 @@
-"""``python -m sync.local.endpoint --host 127.0.0.1 --port P --data-dir D [--faults JSON]``."""
+"""``python -m sync.local.endpoint --host 127.0.0.1 --port P --data-dir D [--faults JSON] [--embedder hash|minilm]``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True, help="folder for persistent data")
     parser.add_argument("--faults", default=None, help="fault configuration JSON (see faults.py)")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--embedder",
+        choices=("hash", "minilm"),
+        default=None,
+        help="local embedder behind Bedrock (default: $S3VL_LOCAL_EMBEDDER or hash; the demo uses minilm)",
+    )
     args = parser.parse_args(argv)
+    if args.embedder:
+        os.environ["S3VL_LOCAL_EMBEDDER"] = args.embedder  # read by sync.local.endpoint.bedrock
     configure_logging(args.log_level, "json")
     try:
         faults = FaultConfig.from_json(json.loads(args.faults)) if args.faults else None
