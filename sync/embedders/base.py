@@ -1,0 +1,60 @@
+"""The interface every embedder implements, and its pure batching helper.
+
+An embedder returns one result per input text, in order: a vector, or the
+:class:`~sync.errors.RowError` that text caused (too long, refused by the model), so that one
+bad text fails its own row only. Transient trouble (throttling, 5xx that outlast the retries)
+raises :class:`~sync.errors.TransientAwsError` for the whole call instead.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sync.errors import RowError
+
+
+@dataclass
+class Embedded:
+    """Per-text results of one :meth:`Embedder.embed` call, plus what it cost."""
+
+    vectors: list[list[float] | RowError]
+    calls: int = 0
+    texts: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def batch_indices(lengths: Sequence[int], max_items: int, max_chars: int | None = None) -> list[tuple[int, int]]:
+    """Split texts into consecutive [start, end) ranges of at most ``max_items`` texts and, when
+    given, ``max_chars`` characters in total (a text longer than that gets a range of its own)."""
+    if max_items < 1:
+        raise ValueError("max_items must be at least 1")
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    chars = 0
+    for i, length in enumerate(lengths):
+        full = i - start >= max_items or (max_chars is not None and i > start and chars + length > max_chars)
+        if full:
+            ranges.append((start, i))
+            start = i
+            chars = 0
+        chars += length
+    if start < len(lengths):
+        ranges.append((start, len(lengths)))
+    return ranges
+
+
+class Embedder(ABC):
+    """Texts -> vectors for one model and dimension."""
+
+    model: str
+    dimensions: int
+    #: Texts per API call (Titan 1, Cohere 96) and characters accepted per text.
+    max_batch: int = 1
+    max_chars: int = 50_000
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str]) -> Embedded:
+        """One result per text, in order (vector or RowError)."""

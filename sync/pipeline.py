@@ -1,0 +1,273 @@
+"""One leased batch, start to finish, as one straight line:
+
+    load current rows (one query; PostgreSQL renders text + metadata + hash)
+    -> diff with state (pure: unchanged / metadata-only / embed / delete)
+    -> reuse stored vectors for metadata-only rows (GetVectors; no model call)
+    -> embed only what changed (Bedrock)
+    -> build vectors and check their metadata (pure; a bad row fails alone)
+    -> PutVectors, then DeleteVectors (deleted rows, chunks that no longer exist)
+    -> record state and complete (version-checked), count failures.
+
+No database transaction is open during the network calls: ``load`` and ``complete`` are each
+their own short transaction and the lease protects the keys in between. Any step may crash:
+nothing is acknowledged before S3 Vectors accepted the writes, so a rerun repeats the work.
+Transient AWS trouble (:class:`TransientAwsError`) propagates to the worker, which gives the
+batch back without counting an attempt against its rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+
+from sync import metrics
+from sync.embedders.base import Embedder
+from sync.errors import RowError, VectorStoreError
+from sync.outbox import Lease, LeasedKey, Loaded, Outbox, Result, Row, State, SyncDef
+from sync.render import (
+    RESERVED_NON_FILTERABLE,
+    check_metadata,
+    chunk_text,
+    metadata_hash,
+    vector_keys,
+    vector_metadata,
+)
+from sync.vectors import Vector, VectorStore
+
+log = structlog.get_logger(__name__)
+
+Kind = Literal["unchanged", "metadata", "embed", "delete", "failed"]
+
+
+@dataclass
+class Work:
+    """The plan for one leased key."""
+
+    key: str
+    version: int
+    kind: Kind
+    row: Row | None = None
+    chunks: list[str] = field(default_factory=list)
+    metadata_hash: str | None = None
+    #: vector keys to delete once the new vectors are in (deleted row, vanished chunks)
+    delete_keys: list[str] = field(default_factory=list)
+    #: vector keys this row will have
+    new_keys: list[str] = field(default_factory=list)
+    vectors: list[Vector] = field(default_factory=list)
+    error: str | None = None
+    state: State | None = None
+
+    def fail(self, error: str) -> None:
+        self.kind = "failed"
+        self.error = error
+
+
+@dataclass
+class BatchReport:
+    """What one batch did; logged per batch and summed by the worker."""
+
+    sync: str
+    keys: int = 0
+    embedded: int = 0
+    metadata_only: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    completed: int = 0
+    requeued: int = 0
+    texts_embedded: int = 0
+    vectors_put: int = 0
+    vectors_deleted: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --- pure steps -------------------------------------------------------------------------------
+def diff(sync: SyncDef, leased: Sequence[LeasedKey], loaded: Loaded) -> list[Work]:
+    """Decide, per key, what must happen, from the current row and the recorded state."""
+    plan: list[Work] = []
+    for lk in leased:
+        key = lk.key
+        state = loaded.states.get(key)
+        old_keys = vector_keys(key, state.chunk_count, state.chunked) if state else []
+        if key in loaded.errors:
+            plan.append(Work(key, lk.version, "failed", error=loaded.errors[key], state=state))
+            continue
+        row = loaded.rows.get(key)
+        chunks = chunk_text(row.content, sync.chunk_size, sync.chunk_overlap) if row and row.content else []
+        if row is None or not chunks:
+            # deleted row, or nothing to embed: the key has no vectors
+            plan.append(Work(key, lk.version, "delete", row=row, delete_keys=old_keys, state=state))
+            continue
+        mhash = metadata_hash(row.metadata, sync.store_text)
+        new_keys = vector_keys(key, len(chunks), sync.chunked)
+        same_vectors = (
+            state is not None
+            and state.content_hash is not None
+            and state.content_hash == row.content_hash
+            and state.embedding_version == sync.embedding_version
+            and state.chunked == sync.chunked
+            and state.chunk_count == len(chunks)
+        )
+        if same_vectors and state is not None and state.metadata_hash == mhash:
+            kind: Kind = "unchanged"
+        elif same_vectors:
+            kind = "metadata"
+        else:
+            kind = "embed"
+        stale = [k for k in old_keys if k not in set(new_keys)]
+        plan.append(Work(key, lk.version, kind, row=row, chunks=chunks, metadata_hash=mhash,
+                         delete_keys=stale, new_keys=new_keys, state=state))
+    return plan
+
+
+def build_vectors(sync: SyncDef, work: Work, data: Sequence[list[float]],
+                  non_filterable: Iterable[str] = RESERVED_NON_FILTERABLE) -> list[Vector]:
+    """The vectors of one row (keys, reserved metadata); RowError when metadata breaks a limit."""
+    assert work.row is not None
+    assert work.row.content_hash is not None
+    nf = list(non_filterable)
+    out: list[Vector] = []
+    for n, (vkey, chunk, vec) in enumerate(zip(work.new_keys, work.chunks, data, strict=True)):
+        md = vector_metadata(key=work.key, metadata=work.row.metadata, embedding_version=sync.embedding_version,
+                             hash_=work.row.content_hash, chunk=n, text=chunk if sync.store_text else None)
+        check_metadata(md, nf)
+        out.append(Vector(vkey, vec, md))
+    return out
+
+
+def result_of(sync: SyncDef, work: Work) -> Result:
+    """The state to record for a key that succeeded."""
+    if work.kind == "delete":
+        return Result(work.key, work.version, deleted=True)
+    assert work.row is not None
+    return Result(work.key, work.version, deleted=False, content_hash=work.row.content_hash,
+                  metadata_hash=work.metadata_hash, embedding_version=sync.embedding_version,
+                  chunk_count=len(work.chunks), chunked=sync.chunked)
+
+
+# --- the batch --------------------------------------------------------------------------------
+class Pipeline:
+    """Processes leased batches of one sync with its embedder and vector store."""
+
+    def __init__(self, sync: SyncDef, outbox: Outbox, store: VectorStore, embedder: Embedder, worker: str,
+                 *, retry_after: float = 0.0, non_filterable: Sequence[str] = RESERVED_NON_FILTERABLE) -> None:
+        self.sync = sync
+        self.outbox = outbox
+        self.store = store
+        self.embedder = embedder
+        self.worker = worker
+        self.retry_after = retry_after
+        self.non_filterable = list(non_filterable)
+
+    def process(self, lease: Lease) -> BatchReport:
+        sync = self.sync
+        report = BatchReport(sync.name, keys=len(lease.keys))
+        clock = _Clock(report)
+
+        loaded = self.outbox.load(sync.name, [k.key for k in lease.keys])
+        clock.lap("load")
+        plan = diff(sync, lease.keys, loaded)
+        self._reuse_vectors([w for w in plan if w.kind == "metadata"])
+        clock.lap("get")
+        self._embed([w for w in plan if w.kind == "embed"], report)
+        clock.lap("embed")
+        self._build([w for w in plan if w.kind in ("embed", "metadata")])
+        self._put([w for w in plan if w.kind in ("embed", "metadata")], report)
+        self._delete([w for w in plan if w.kind in ("embed", "metadata", "delete")], report)
+        clock.lap("write")
+
+        ok = [w for w in plan if w.kind != "failed"]
+        failed = [w for w in plan if w.kind == "failed"]
+        if ok:
+            report.completed, report.requeued = self.outbox.complete(
+                sync.name, self.worker, [result_of(sync, w) for w in ok])
+        if failed:
+            self.outbox.fail(sync.name, self.worker, [(w.key, w.version, w.error or "failed") for w in failed],
+                             self.retry_after)
+        clock.lap("complete")
+        self._count(plan, report)
+        return report
+
+    def _reuse_vectors(self, work: list[Work]) -> None:
+        """Metadata-only rows keep their vectors: read them back instead of calling the model.
+        A row whose vectors are not all in the index any more is embedded after all."""
+        if not work:
+            return
+        found = self.store.get([k for w in work for k in w.new_keys], data=True)
+        for w in work:
+            if all(k in found for k in w.new_keys):
+                w.vectors = [Vector(k, found[k].data, {}) for k in w.new_keys]
+            else:
+                w.kind = "embed"
+
+    def _embed(self, work: list[Work], report: BatchReport) -> None:
+        texts = [c for w in work for c in w.chunks]
+        if not texts:
+            return
+        result = self.embedder.embed(texts)
+        report.texts_embedded += len(texts)
+        i = 0
+        for w in work:
+            got = result.vectors[i:i + len(w.chunks)]
+            i += len(w.chunks)
+            errors = [g for g in got if isinstance(g, RowError)]
+            if errors:
+                w.fail(str(errors[0]))
+            else:
+                w.vectors = [Vector(k, g, {}) for k, g in zip(w.new_keys, got, strict=True)
+                             if not isinstance(g, RowError)]
+
+    def _build(self, work: list[Work]) -> None:
+        for w in work:
+            try:
+                w.vectors = build_vectors(self.sync, w, [v.data for v in w.vectors], self.non_filterable)
+            except RowError as exc:
+                w.fail(str(exc))
+
+    def _put(self, work: list[Work], report: BatchReport) -> None:
+        vectors = [v for w in work for v in w.vectors]
+        if not vectors:
+            return
+        try:
+            self.store.put(vectors)
+            report.vectors_put += len(vectors)
+        except VectorStoreError:
+            # the request was refused as a whole: put row by row so only the bad rows fail
+            for w in work:
+                try:
+                    self.store.put(w.vectors)
+                    report.vectors_put += len(w.vectors)
+                except VectorStoreError as exc:
+                    w.fail(str(exc))
+
+    def _delete(self, work: list[Work], report: BatchReport) -> None:
+        keys = [k for w in work if w.kind != "failed" for k in w.delete_keys]
+        if keys:
+            self.store.delete(keys)
+            report.vectors_deleted += len(keys)
+
+    def _count(self, plan: list[Work], report: BatchReport) -> None:
+        for w in plan:
+            outcome = {"embed": "embedded", "metadata": "metadata_only", "unchanged": "unchanged",
+                       "delete": "deleted", "failed": "failed"}[w.kind]
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            metrics.ROWS.labels(self.sync.name, outcome).inc()
+            if w.kind == "failed":
+                log.warning("row.failed", sync=self.sync.name, key=w.key, error=w.error)
+        metrics.VECTORS.labels(self.sync.name, "put").inc(report.vectors_put)
+        metrics.VECTORS.labels(self.sync.name, "delete").inc(report.vectors_deleted)
+
+
+class _Clock:
+    def __init__(self, report: BatchReport) -> None:
+        self.report = report
+        self.t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.report.timings[name] = round(now - self.t, 4)
+        self.t = now

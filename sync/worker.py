@@ -1,0 +1,200 @@
+"""The worker loop: lease a batch, run the pipeline, repeat; ``--once`` drains and exits.
+
+* One :class:`~sync.pipeline.Pipeline` per sync, built on first use (embedder for the sync's
+  model, vector store for its index) and rebuilt when the definition changes.
+* Transient AWS trouble or a lost database connection gives the batch back (its lease is
+  released; no attempt is counted) and the loop backs off before trying again.
+* SIGTERM/SIGINT: the current batch is finished, then the loop exits. A second signal abandons
+  the batch at once (its lease expires; nothing is lost, the keys are processed again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from sync import aws, embedders, metrics
+from sync.aws import RetryPolicy
+from sync.errors import DatabaseError, SyncDefinitionError, TransientAwsError
+from sync.outbox import Lease, Outbox, SyncDef
+from sync.pipeline import BatchReport, Pipeline
+from sync.vectors import VectorStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class WorkerOptions:
+    batch_size: int = 100
+    lease_seconds: float = 300.0
+    poll_seconds: float = 1.0
+    concurrency: int = 8
+    retry_after: float = 5.0
+    only_sync: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass
+class Totals:
+    batches: int = 0
+    keys: int = 0
+    embedded: int = 0
+    metadata_only: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    texts_embedded: int = 0
+
+    def add(self, r: BatchReport) -> None:
+        self.batches += 1
+        for name in ("keys", "embedded", "metadata_only", "unchanged", "deleted", "failed", "texts_embedded"):
+            setattr(self, name, getattr(self, name) + getattr(r, name))
+
+
+class _Abandon(BaseException):
+    """Raised by a second stop signal to leave the current batch."""
+
+
+class Worker:
+    def __init__(self, conninfo: str, options: WorkerOptions | None = None, *, worker_id: str | None = None,
+                 on_batch: Callable[[BatchReport], None] | None = None) -> None:
+        self.options = options or WorkerOptions()
+        self.outbox = Outbox(conninfo)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.on_batch = on_batch
+        self.totals = Totals()
+        self._pipelines: dict[str, tuple[SyncDef, Pipeline]] = {}
+        self._clients: dict[str, Any] = {}
+        self._stopping = False
+        self._signals = 0
+
+    # --- construction -----------------------------------------------------------------------
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
+            pool = max(16, self.options.concurrency * 2)
+            self._clients[service] = aws.client(service, self.options.region, self.options.endpoint_url, pool)
+        return self._clients[service]
+
+    def pipeline(self, sync_name: str) -> Pipeline:
+        sync = self.outbox.sync(sync_name)
+        cached = self._pipelines.get(sync_name)
+        if cached is not None and cached[0] == sync:
+            return cached[1]
+        store = VectorStore(self._client("s3vectors"), sync.index_arn, policy=self.options.policy)
+        try:
+            non_filterable = sorted(set(store.non_filterable_keys()) | {"s3vl_hash", "s3vl_text"})
+        except Exception:
+            non_filterable = ["s3vl_hash", "s3vl_text"]
+        embedder = embedders.for_model(sync.embedding_model, sync.dimensions, sync.normalize_vectors,
+                                       self._client("bedrock-runtime"), concurrency=self.options.concurrency,
+                                       policy=self.options.policy)
+        pipe = Pipeline(sync, self.outbox, store, embedder, self.worker_id, retry_after=self.options.retry_after,
+                        non_filterable=non_filterable)
+        self._pipelines[sync_name] = (sync, pipe)
+        return pipe
+
+    # --- signals ----------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        self._stopping = True
+        log.info("worker.stopping", signal=signum, abandon=self._signals > 1)
+        if self._signals > 1:
+            raise _Abandon()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    # --- the loop ---------------------------------------------------------------------------
+    def run_once(self) -> BatchReport | None:
+        """Lease and process one batch; None when nothing is leasable."""
+        o = self.options
+        lease = self.outbox.lease(self.worker_id, o.batch_size, o.lease_seconds, o.only_sync)
+        if lease is None:
+            return None
+        start = time.perf_counter()
+        try:
+            report = self.pipeline(lease.sync_name).process(lease)
+        except (TransientAwsError, DatabaseError, SyncDefinitionError) as exc:
+            self._give_back(lease, exc)
+            raise
+        except _Abandon:
+            self._give_back(lease, None)
+            raise
+        elapsed = time.perf_counter() - start
+        metrics.BATCH_SECONDS.labels(lease.sync_name).observe(elapsed)
+        metrics.BATCHES.labels(lease.sync_name, "ok").inc()
+        self.totals.add(report)
+        log.info("batch.done", sync=report.sync, keys=report.keys, embedded=report.embedded,
+                 metadata_only=report.metadata_only, unchanged=report.unchanged, deleted=report.deleted,
+                 failed=report.failed, requeued=report.requeued, texts=report.texts_embedded,
+                 put=report.vectors_put, removed=report.vectors_deleted, seconds=round(elapsed, 3),
+                 **{f"t_{k}": v for k, v in report.timings.items()})
+        if self.on_batch is not None:
+            self.on_batch(report)
+        return report
+
+    def _give_back(self, lease: Lease, exc: BaseException | None) -> None:
+        metrics.BATCHES.labels(lease.sync_name, "transient" if exc else "abandoned").inc()
+        log.warning("batch.given_back", sync=lease.sync_name, keys=len(lease.keys),
+                    error=str(exc) if exc else "stopping")
+        with contextlib.suppress(DatabaseError):  # else the lease expires on its own
+            self.outbox.release(lease.sync_name, self.worker_id, [k.key for k in lease.keys])
+
+    def run(self, *, once: bool = False, max_errors_in_row: int | None = None) -> Totals:
+        """Process batches until stopped (or, with ``once``, until nothing is leasable)."""
+        backoff = self.options.poll_seconds
+        errors = 0
+        try:
+            while not self._stopping:
+                try:
+                    report = self.run_once()
+                    errors = 0
+                    backoff = self.options.poll_seconds
+                except (TransientAwsError, DatabaseError, SyncDefinitionError) as exc:
+                    errors += 1
+                    log.warning("worker.backoff", error=str(exc), seconds=round(backoff, 2))
+                    if max_errors_in_row is not None and errors >= max_errors_in_row:
+                        raise
+                    self._sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                if report is None:
+                    self._update_gauges()
+                    if once:
+                        break
+                    self._sleep(self.options.poll_seconds)
+        except _Abandon:
+            log.info("worker.abandoned")
+        finally:
+            self.outbox.close()
+        return self.totals
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < end:
+            time.sleep(min(0.1, end - time.monotonic()))
+
+    def _update_gauges(self) -> None:
+        try:
+            for s in self.outbox.status():
+                metrics.QUEUE_DEPTH.labels(s["sync_name"], "pending").set(s["pending"])
+                metrics.QUEUE_DEPTH.labels(s["sync_name"], "failed").set(s["failed"])
+                metrics.LAG_SECONDS.labels(s["sync_name"]).set(s["lag_seconds"] or 0.0)
+        except DatabaseError:
+            pass
