@@ -475,7 +475,10 @@ def test_query_lambda_wiring() -> None:
     group = cfg.resource("aws_cloudwatch_log_group", "lambda")
     assert group["retention_in_days"] == "${var.log_retention_days}"
     assert cfg.locals["lambda_log_group"] == "/aws/lambda/${local.lambda_function_name}"
-    assert one(fn["environment"])["variables"] == {"S3VL_DEFAULT_REGION": "${local.region}"}
+    env = one(fn["environment"])["variables"]
+    assert env.startswith("${merge(var.lambda_environment, {")
+    assert "S3VL_DEFAULT_REGION = local.region" in env
+    assert "S3VL_QUERY_LOG_LEVEL = var.lambda_log_level" in env
 
 
 def test_lambda_package_comes_from_the_lambda_folder_without_tests() -> None:
@@ -488,6 +491,60 @@ def test_lambda_package_comes_from_the_lambda_folder_without_tests() -> None:
     excludes = cfg.locals["lambda_excludes"]
     for pattern in ("tests/**", "build/**", "__pycache__"):
         assert pattern in excludes, pattern
+
+
+BUILD_LAMBDA = TERRAFORM / "scripts" / "build_lambda.sh"
+
+
+def _build_lambda(tmp_path: Path, source: Path, requirements: str) -> subprocess.CompletedProcess[str]:
+    req = tmp_path / "requirements.txt"
+    req.write_text(requirements)
+    env = {
+        **os.environ,
+        "S3VL_LAMBDA_SOURCE": str(source),
+        "S3VL_LAMBDA_BUILD": str(tmp_path / "package"),
+        "S3VL_LAMBDA_REQUIREMENTS": str(req),
+        # No network in unit tests: any pip call would fail loudly instead of downloading.
+        "PIP": "false",
+    }
+    return subprocess.run(["bash", str(BUILD_LAMBDA)], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_build_lambda_copies_the_sources_without_tests_or_caches(tmp_path: Path) -> None:
+    src = tmp_path / "lambda"
+    for rel in ("handler.py", "pkg/__init__.py", "tests/test_x.py", "build/old.py", "pkg/__pycache__/m.pyc"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("x = 1\n")
+    proc = _build_lambda(tmp_path, src, "# only boto3 from the runtime\n\n")
+    assert proc.returncode == 0, proc.stderr
+    built = sorted(str(p.relative_to(tmp_path / "package")) for p in (tmp_path / "package").rglob("*"))
+    assert built == ["handler.py", "pkg", "pkg/__init__.py"]
+
+
+def test_build_lambda_installs_requirements_and_fails_loudly(tmp_path: Path) -> None:
+    proc = _build_lambda(tmp_path, REPO / "lambda", "boto3>=1.44.5\n")
+    # PIP=false stands in for pip: a non-empty requirements file must reach it, and its failure stops the build.
+    assert proc.returncode != 0
+    assert (tmp_path / "package" / "handler.py").is_file()
+
+
+def test_build_lambda_rejects_an_unknown_architecture(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["bash", str(BUILD_LAMBDA)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LAMBDA_ARCH": "sparc", "S3VL_LAMBDA_BUILD": str(tmp_path / "p")},
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "LAMBDA_ARCH" in proc.stderr
+
+
+def test_example_ships_the_built_lambda_package() -> None:
+    mod = example().modules["s3vl"]
+    assert mod["lambda_source_dir"] == "${path.module}/../../../lambda/build/package"
+    assert (EXAMPLE / "../../../lambda/build/package").resolve() == REPO / "lambda" / "build" / "package"
 
 
 def test_worker_and_reconcile_tasks() -> None:

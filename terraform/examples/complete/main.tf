@@ -45,6 +45,9 @@ module "s3vl" {
   indexes             = var.indexes
   embedding_model_ids = ["amazon.titan-embed-text-v2:0"]
 
+  # Built by terraform/scripts/build_lambda.sh: lambda/ plus lambda/requirements.txt (README step 1).
+  lambda_source_dir = "${path.module}/../../../lambda/build/package"
+
   container_image = "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
   sync_names      = var.sync_names
 

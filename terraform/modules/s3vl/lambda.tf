@@ -171,9 +171,10 @@ resource "aws_lambda_function" "query" {
   kms_key_arn                    = local.kms_key_arn
 
   environment {
-    variables = {
-      S3VL_DEFAULT_REGION = local.region
-    }
+    variables = merge(var.lambda_environment, {
+      S3VL_DEFAULT_REGION  = local.region
+      S3VL_QUERY_LOG_LEVEL = var.lambda_log_level
+    })
   }
 
   vpc_config {

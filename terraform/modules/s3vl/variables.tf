@@ -163,13 +163,13 @@ variable "kms_key_arn" {
 # ---------------------------------------------------------------------------------------------------
 
 variable "lambda_source_dir" {
-  description = "Folder packaged as the query Lambda (handler.py with lambda_handler). null = the repository's lambda/ folder. Ignored when lambda_package_path is set."
+  description = "Folder zipped as the query Lambda (handler.py with lambda_handler, s3vl_query/). null = the repository's lambda/ folder as is (boto3 from the runtime). Point it at lambda/build/package after terraform/scripts/build_lambda.sh to ship lambda/requirements.txt too. Ignored when lambda_package_path is set."
   type        = string
   default     = null
 }
 
 variable "lambda_package_path" {
-  description = "Path of a pre-built zip of the query Lambda (with its requirements vendored, see README). null = zip lambda_source_dir with archive_file."
+  description = "Path of a pre-built zip of the query Lambda (with its requirements vendored). null = zip lambda_source_dir with archive_file (see terraform/scripts/build_lambda.sh)."
   type        = string
   default     = null
 }
@@ -220,9 +220,20 @@ variable "lambda_reserved_concurrency" {
 }
 
 variable "lambda_log_level" {
-  description = "Application log level of the query Lambda (Lambda advanced logging controls)."
+  description = "Log level of the query Lambda (S3VL_QUERY_LOG_LEVEL and Lambda's application log level): DEBUG, INFO, WARN or ERROR."
   type        = string
   default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARN", "ERROR"], var.lambda_log_level)
+    error_message = "lambda_log_level must be DEBUG, INFO, WARN or ERROR."
+  }
+}
+
+variable "lambda_environment" {
+  description = "Extra environment variables of the query Lambda (e.g. S3VL_QUERY_READ_TIMEOUT_S, S3VL_QUERY_CONNECT_TIMEOUT_S). Never put secrets here."
+  type        = map(string)
+  default     = {}
 }
 
 variable "lambda_tracing_mode" {
