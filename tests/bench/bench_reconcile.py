@@ -1,0 +1,150 @@
+"""Benchmark: reconcile N vectors (dimension 4) in the local S3 Vectors endpoint against N rows.
+
+    .venv/bin/python tests/bench/bench_reconcile.py --rows 1000000
+    .venv/bin/python tests/bench/bench_reconcile.py --rows 100000 --segments 16
+
+Sets up a private PostgreSQL cluster and a private local endpoint, loads N source rows, N
+vectors (with the metadata the worker writes) and N state rows, injects a little drift of each
+kind (0.01% of N per category), then runs ``s3vl reconcile --json`` (a dry run) in a child
+process and reports its wall time, phase times and peak RSS (ru_maxrss of that process only:
+the reconcile never holds the listing or the source in memory, so its peak should not grow
+with N). The exact counts found are checked against the injected drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import boto3  # noqa: E402
+import psycopg  # noqa: E402
+
+from tests.integration.endpoint_fixtures import DUMMY_KEY, REGION, running_endpoint  # noqa: E402
+from tests.support.pg import session_cluster  # noqa: E402
+
+HASH_SQL = "left(encode(sha256(convert_to(title || '. ' || coalesce(body, ''), 'UTF8')), 'hex'), 32)"
+
+
+def load(url: str, endpoint_url: str, rows: int, drift: int) -> dict[str, Any]:
+    s3v = boto3.client("s3vectors", endpoint_url=endpoint_url, region_name=REGION,
+                       aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY)
+    s3v.create_vector_bucket(vectorBucketName="bench-rc")
+    arn = s3v.create_index(vectorBucketName="bench-rc", indexName="docs", dataType="float32", dimension=4,
+                           distanceMetric="cosine",
+                           metadataConfiguration={"nonFilterableMetadataKeys": ["s3vl_hash"]})["indexArn"]
+    t0 = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.docs (id int PRIMARY KEY, title text NOT NULL, body text)")
+        conn.execute("INSERT INTO public.docs SELECT g, 'title ' || g, 'body of document ' || g "
+                     "FROM generate_series(1, %s) g", (rows,))
+        conn.execute("INSERT INTO s3vl.indexes (name, index_arn, region, account_id, bucket_name, index_name) "
+                     "VALUES ('docs', %s, 'us-west-2', '000000000000', 'bench-rc', 'docs')", (arn,))
+        (ev,) = conn.execute(
+            "SELECT embedding_version FROM s3vl.create_sync(name => 'docs', source => 'public.docs', "
+            "index_name => 'docs', text_expression => $$title || '. ' || coalesce(body, '')$$, "
+            "embedding_model => 'amazon.titan-embed-text-v2:0', dimensions => 256, backfill => false)"
+        ).fetchone() or ("",)
+        conn.execute(f"INSERT INTO s3vl.sync_state (sync_name, key, content_hash, embedding_version, chunk_count, "
+                     f"synced_at) SELECT 'docs', id::text, {HASH_SQL}, %s, 1, now() - interval '1 hour' "
+                     f"FROM public.docs", (ev,))
+        print(f"  source + state: {rows} rows in {time.monotonic() - t0:.1f} s", flush=True)
+
+        t1 = time.monotonic()
+
+        def put(batch: list[tuple[str, str]]) -> None:
+            s3v.put_vectors(indexArn=arn, vectors=[
+                {"key": k, "data": {"float32": [0.1, 0.2, 0.3, 0.4]},
+                 "metadata": {"s3vl_id": k, "s3vl_ev": ev, "s3vl_hash": h, "s3vl_chunk": 0}} for k, h in batch])
+
+        with conn.transaction(), conn.cursor(name="load") as cur, ThreadPoolExecutor(4) as pool:
+            cur.itersize = 5000
+            cur.execute(f"SELECT id::text, {HASH_SQL} FROM public.docs ORDER BY id")
+            pending = []
+            while batch := cur.fetchmany(500):
+                pending.append(pool.submit(put, [(str(k), str(h)) for k, h in batch]))
+                if len(pending) >= 16:
+                    pending.pop(0).result()
+            for f in pending:
+                f.result()
+        print(f"  vectors: {rows} in {time.monotonic() - t1:.1f} s", flush=True)
+
+        # drift: `drift` keys per category
+        s3v.delete_vectors(indexArn=arn, keys=[str(i) for i in range(1, drift + 1)])        # missing (+drift)
+        s3v.put_vectors(indexArn=arn, vectors=[{"key": f"ghost-{i}", "data": {"float32": [1, 0, 0, 0]},
+                                                "metadata": {"s3vl_id": f"ghost-{i}"}} for i in range(drift)])
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE public.docs SET body = 'changed' WHERE id > %s AND id <= %s", (drift, 2 * drift))
+        conn.execute("SET session_replication_role = origin")
+        conn.execute("VACUUM ANALYZE public.docs")
+        conn.execute("VACUUM ANALYZE s3vl.sync_state")
+    return {"orphaned": drift, "missing": drift, "stale": drift, "state_drift": drift}
+
+
+def child(url: str, endpoint_url: str, segments: int) -> None:
+    """Run in a fresh process so ru_maxrss is the reconcile's own peak."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3VL_", "AWS_"))}
+    env.update(S3VL_DATABASE_URL=url, AWS_ENDPOINT_URL=endpoint_url, AWS_REGION=REGION,
+               AWS_ACCESS_KEY_ID=DUMMY_KEY, AWS_SECRET_ACCESS_KEY=DUMMY_KEY, S3VL_LOG_LEVEL="warning")
+    code = (
+        "import json, resource, sys, time\n"
+        "from sync.cli import main\n"
+        "t = time.monotonic()\n"
+        f"rc = main(['reconcile', '--json', '--no-progress', '--segments', '{segments}'])\n"
+        "print(json.dumps({'wall': time.monotonic() - t, 'maxrss_kb': "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'rc': rc}), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    report = json.loads(proc.stdout)
+    stats = json.loads(proc.stderr.strip().splitlines()[-1])
+    print(json.dumps({"report": report, "stats": stats}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--segments", type=int, default=16)
+    parser.add_argument("--drift", type=int, default=None, help="keys per drift category (default rows/10000)")
+    args = parser.parse_args()
+    drift = args.drift if args.drift is not None else max(args.rows // 10_000, 1)
+
+    with session_cluster() as cluster, tempfile.TemporaryDirectory(prefix="s3vl-bench-rc-") as tmp, \
+            running_endpoint(Path(tmp)) as ep:
+        url = cluster.create_database(installed=True)
+        print(f"reconcile benchmark: {args.rows} rows / vectors (dimension 4), {args.segments} segments, "
+              f"{drift} keys of drift per category, {os.cpu_count()} CPUs", flush=True)
+        expected = load(url, ep.url, args.rows, drift)
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, __file__, "--child", url, ep.url, str(args.segments)],
+                             capture_output=True, text=True, check=True).stdout
+        elapsed = time.monotonic() - t0
+        result = json.loads(out.strip().splitlines()[-1])
+        (sync,) = result["report"]["syncs"]
+        found = {name: c["count"] for name, c in sync["categories"].items()}
+        stats = result["stats"]
+        print(f"  reconcile (dry run, child process): wall {stats['wall']:.1f} s "
+              f"(scan {sync['scan_seconds']:.1f} s, classify {sync['classify_seconds']:.1f} s), "
+              f"peak RSS {stats['maxrss_kb'] / 1024:.0f} MiB, exit {stats['rc']} (incl. start-up: {elapsed:.1f} s)")
+        print(f"  listed {sync['index_vectors']} vectors in {sync['pages']} pages "
+              f"({sync['index_vectors'] / max(sync['scan_seconds'], 1e-9):,.0f} vectors/s)")
+        print(f"  found {found}; expected {expected}: {'OK' if found == expected else 'MISMATCH'}")
+        if found != expected:
+            raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        main()
