@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,10 @@ def err(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
 
 
 @pytest.fixture
-def bucket(s3v: Any) -> Iterator[str]:
+def bucket(s3v: Any) -> str:
     b = name("b")
     s3v.create_vector_bucket(vectorBucketName=b)
-    yield b
+    return b
 
 
 @pytest.fixture
@@ -182,7 +181,7 @@ def test_index_lifecycle(s3v: Any, bucket: str) -> None:
     )["indexArn"]  # fmt: skip
     assert arn == f"arn:aws:s3vectors:us-west-2:000000000000:bucket/{bucket}/index/{ix}"
     got = s3v.get_index(indexArn=arn)["index"]
-    assert {k: got[k] for k in ("vectorBucketName", "indexName", "dimension", "distanceMetric", "dataType", "indexMode")} == {
+    assert {k: got[k] for k in ("vectorBucketName", "indexName", "dimension", "distanceMetric", "dataType", "indexMode")} == {  # noqa: E501
         "vectorBucketName": bucket, "indexName": ix, "dimension": 8, "distanceMetric": "euclidean",
         "dataType": "float32", "indexMode": "ENHANCED",
     }  # fmt: skip
@@ -217,7 +216,7 @@ def test_index_errors(s3v: Any, index: tuple[str, str]) -> None:
     assert err(exc)[1].endswith("Member must satisfy enum value set: [euclidean, cosine]")
     with pytest.raises(ClientError) as exc:
         s3v.create_index(
-            indexName=name(), dimension=4, metadataConfiguration={"nonFilterableMetadataKeys": [f"k{i}" for i in range(11)]},
+            indexName=name(), dimension=4, metadataConfiguration={"nonFilterableMetadataKeys": [f"k{i}" for i in range(11)]},  # noqa: E501
             **base,
         )  # fmt: skip
     assert err(exc)[1] == (
@@ -348,7 +347,7 @@ def test_put_get_delete_round_trip_float32(s3v: Any, index: tuple[str, str]) -> 
 @pytest.mark.parametrize(
     ("vectors", "path", "message"),
     [
-        ([vec("k", [1.0, 2.0])], "/vectors/0/data/float32", "Invalid record for key 'k': vector must have length 4, but has length 2"),
+        ([vec("k", [1.0, 2.0])], "/vectors/0/data/float32", "Invalid record for key 'k': vector must have length 4, but has length 2"),  # noqa: E501
         ([vec("ok"), vec("z", [0.0, 0.0, 0.0, 0.0])], "/vectors/1/data/float32",
          "Invalid record for key 'z': vector must not be a zero vector for the cosine distance metric"),
         ([vec("big", [1e39, 1.0, 1.0, 1.0])], "/vectors/0/data/float32",
@@ -439,7 +438,7 @@ def test_query_errors(s3v: Any, index: tuple[str, str]) -> None:
         ({"topK": 10001, "queryVector": {"float32": [1, 0, 0, 0]}},
          "Value 10001 at '/topK' failed to satisfy constraint: Member must be between 1 and 10000, inclusive"),
         ({"topK": 1}, "A request must include queryVector, queryTexts, or both"),
-        ({"topK": 1, "queryVector": {"float32": [1, 0]}}, "Invalid query vector: vector must have length 4, but has length 2"),
+        ({"topK": 1, "queryVector": {"float32": [1, 0]}}, "Invalid query vector: vector must have length 4, but has length 2"),  # noqa: E501
         ({"topK": 1, "queryVector": {"float32": [0, 0, 0, 0]}},
          "Invalid query vector: vector must not be a zero vector for the cosine distance metric"),
         ({"topK": 1, "queryVector": {"float32": [1, 0, 0, 0]}, "filter": {"body": "x"}},
