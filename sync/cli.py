@@ -116,6 +116,33 @@ def _cmd_uninstall_sql(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- example (H-query) ----------------------------------------------------------------------
+def _cmd_example_walkthrough(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.examples import walkthrough
+
+    url = None if args.no_table else database_url(args, settings)
+    result = walkthrough.run(url, settings.aws_region, bucket=args.bucket)
+    print(f"loaded {result.vectors} vectors into {result.index_arn}"
+          + (f" and {result.products} rows into s3vl_demo_products ({safe_url(url)})" if url else ""),
+          file=sys.stderr)
+    print(result.export_lines())
+    return 0
+
+
+def _add_example_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    example = sub.add_parser("example", help="load example data")
+    example_sub = example.add_subparsers(dest="example_command", required=True, metavar="EXAMPLE")
+    walk = example_sub.add_parser(
+        "walkthrough",
+        help="the Aurora + S3 Vectors walkthrough's index, 50 vectors and s3vl_demo_products (re-runnable); "
+        'prints export lines: eval "$(s3vl example walkthrough)"',
+    )
+    _add_database_url(walk)
+    walk.add_argument("--bucket", default="s3vl-walkthrough", help="vector bucket (default s3vl-walkthrough)")
+    walk.add_argument("--no-table", action="store_true", help="only the vectors, not s3vl_demo_products")
+    walk.set_defaults(handler=_cmd_example_walkthrough)
+
+
 # --- reconcile / reindex (H-reconcile) -------------------------------------------------------
 def _cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
@@ -212,6 +239,7 @@ def _build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--yes", action="store_true", help="confirm")
     uninstall.set_defaults(handler=_cmd_uninstall_sql)
     _add_reconcile_parser(sub)
+    _add_example_parser(sub)
     return parser
 
 

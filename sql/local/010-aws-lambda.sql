@@ -15,8 +15,10 @@
 -- (POST /2015-03-31/functions/{name}/invocations) over plain HTTP.
 --
 -- Settings (the same names as Aurora's parameters):
---   aws_lambda.endpoint_override   where Lambda is, e.g. 'http://127.0.0.1:45660' (`s3vl dev up`
---                                  sets it with ALTER SYSTEM; host[:port] without a scheme means http)
+--   aws_lambda.endpoint_override   where Lambda is, e.g. 'http://127.0.0.1:45660' (Aurora's name;
+--                                  host[:port] without a scheme means http). Also accepted, when
+--                                  the former is unset: aws_lambda.endpoint_url (what `s3vl dev up`
+--                                  sets with ALTER DATABASE).
 --   aws_lambda.connect_timeout_ms  default 1000 (Aurora's default), 1..900000
 --   aws_lambda.request_timeout_ms  default 3000 (Aurora's default), 1..900000
 -- Failures use Aurora's texts: "invoke API failed" (the Invoke API call itself failed: endpoint
@@ -128,7 +130,7 @@ def run():
                  "AWS Lambda client returned 'region %s does not match the region of %s'."
                  % (fn_region, fn_name))
 
-    endpoint = setting("aws_lambda.endpoint_override", "")
+    endpoint = setting("aws_lambda.endpoint_override", "") or setting("aws_lambda.endpoint_url", "")
     if not endpoint:
         api_failed("Unable to connect to endpoint",
              "The local aws_lambda shim needs aws_lambda.endpoint_override "

@@ -1,0 +1,1 @@
+"""Loadable examples (``s3vl example ...``)."""
