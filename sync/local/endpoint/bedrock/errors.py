@@ -20,8 +20,9 @@ def malformed(problem: str) -> AwsError:
 
 
 def too_many_tokens(limit: int, actual: int) -> AwsError:
-    return validation(f"400 Bad Request: Too many input tokens. Max input tokens: {limit}, "
-                      f"request input token count: {actual} ")
+    return validation(
+        f"400 Bad Request: Too many input tokens. Max input tokens: {limit}, request input token count: {actual} "
+    )
 
 
 def model_not_found(model_id: str) -> AwsError:
@@ -34,5 +35,8 @@ def model_not_found(model_id: str) -> AwsError:
 
 
 def model_timeout() -> AwsError:
-    return AwsError(408, "ModelTimeoutException", "Model has timed out in processing the request. Try your "
-                    "request again. (injected fault: s3vl local endpoint)")
+    return AwsError(
+        408,
+        "ModelTimeoutException",
+        "Model has timed out in processing the request. Try your request again. (injected fault: s3vl local endpoint)",
+    )

@@ -244,9 +244,7 @@ def _quantized(vectors: FloatMatrix, kind: str) -> list[list[int]]:
 
 
 def _cohere_v3(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
-    body = _object(
-        raw, ("texts", "images", "input_type", "truncate", "embedding_types"), ("input_type",)
-    )
+    body = _object(raw, ("texts", "images", "input_type", "truncate", "embedding_types"), ("input_type",))
     if "images" in body:
         raise errors.validation("images are not supported by the s3vl local endpoint; send texts")  # local wording
     if "texts" not in body:
@@ -276,9 +274,7 @@ def _cohere_v3(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation
                     'shorten it or set "truncate" to "START" or "END"'
                 )
     vectors = (
-        embedder.embed(texts, spec.dimensions).vectors
-        if texts
-        else np.zeros((0, spec.dimensions), dtype=np.float32)
+        embedder.embed(texts, spec.dimensions).vectors if texts else np.zeros((0, spec.dimensions), dtype=np.float32)
     )
     out: dict[str, Any] = {"id": str(uuid.uuid4()), "texts": list(texts)}
     if types is None:
