@@ -73,7 +73,8 @@ def test_segment_argument_errors(s3v: Any) -> None:
     cases = [
         ({"segmentCount": 4}, "If you specify segmentCount, you must also specify segmentIndex"),
         ({"segmentIndex": 1}, "If you provide segmentIndex, you must also provide segmentCount"),
-        ({"segmentCount": 4, "segmentIndex": 4}, "The value of segmentIndex must be less than the value of segmentCount"),
+        ({"segmentCount": 4, "segmentIndex": 4},
+         "The value of segmentIndex must be less than the value of segmentCount"),
         ({"segmentCount": 17, "segmentIndex": 0},
          "1 validation error detected. Value 17 at '/segmentCount' failed to satisfy constraint: "
          "Member must be between 1 and 16, inclusive"),
