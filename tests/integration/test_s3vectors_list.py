@@ -23,7 +23,7 @@ def make_index(s3v: Any, n: int) -> tuple[str, list[str]]:
             vectors=[
                 {"key": k, "data": {"float32": [float(i), 1.0]}, "metadata": {"i": i}}
                 for i, k in enumerate(keys[start : start + 500], start)
-            ],  # fmt: skip
+            ],
         )
     return arn, keys
 
