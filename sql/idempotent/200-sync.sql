@@ -723,6 +723,10 @@ BEGIN
     WHERE o.sync_name = complete.sync_name AND o.key = r.key AND r.current;
     GET DIAGNOSTICS completed = ROW_COUNT;
     requeued := s3vl._enqueue_select(complete.sync_name, 'SELECT key FROM s3vl_results WHERE NOT current');
+    -- this worker is done with them: make them leasable at once
+    UPDATE s3vl.outbox o SET lease_until = NULL, leased_by = NULL
+    FROM s3vl_results r
+    WHERE o.sync_name = complete.sync_name AND o.key = r.key AND NOT r.current AND o.leased_by = complete.worker;
     UPDATE s3vl.syncs x SET last_success_at = now() WHERE x.name = complete.sync_name;
 END
 $$;
