@@ -682,6 +682,93 @@ def test_terraform_fmt() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+# A local provider mirror (unpacked layout) lets `terraform validate` check argument names and types.
+PROVIDER_MIRROR = Path(os.environ.get("S3VL_TF_PLUGIN_MIRROR", "/opt/tf-plugins"))
+_AWS_IN_MIRROR = PROVIDER_MIRROR / "registry.terraform.io" / "hashicorp" / "aws"
+
+
+def _stand_in_for_old_provider(copy: Path) -> None:
+    """Rewrite a copy of terraform/ so an older AWS provider (no S3 Vectors) and no archive provider
+    can validate everything else: the S3 Vectors resources and the zip become locals with the same
+    attributes (their arguments are checked against the provider docs by the tests above)."""
+    mod = copy / "modules" / "s3vl"
+    (mod / "vectors.tf").unlink()
+    (mod / "zz_stand_ins.tf").write_text(
+        """locals {
+  stand_in_arn     = "arn:aws:s3vectors:us-west-2:123456789012:bucket/b"
+  stand_in_bucket  = { vector_bucket_name = var.vector_bucket_name, vector_bucket_arn = local.stand_in_arn }
+  stand_in_indexes = { for k, v in var.indexes : k => { index_arn = "${local.stand_in_arn}/index/${k}" } }
+  stand_in_archive = { output_path = "lambda.zip", output_base64sha256 = "stand-in" }
+}
+"""
+    )
+    for tf in [*mod.glob("*.tf"), *(copy / "examples" / "complete").glob("*.tf")]:
+        text = tf.read_text()
+        text = re.sub(r"\n\s*archive = \{[^}]*\}", "", text)
+        text = text.replace('">= 6.24"', '">= 5.0"')
+        text = re.sub(r'data "archive_file" "lambda" \{.*?\n\}\n', "", text, flags=re.S)
+        for real, stand_in in (
+            ("data.archive_file.lambda[0]", "local.stand_in_archive"),
+            ("aws_s3vectors_vector_bucket.this", "local.stand_in_bucket"),
+            ("aws_s3vectors_index.this", "local.stand_in_indexes"),
+            # Provider 6 renamed aws_region's `name` to `region`.
+            ("data.aws_region.current.region", "data.aws_region.current.name"),
+        ):
+            text = text.replace(real, stand_in)
+        tf.write_text(text)
+
+
+def test_terraform_validate_against_the_local_provider_mirror(tmp_path: Path) -> None:
+    terraform = shutil.which("terraform")
+    if terraform is None or not _AWS_IN_MIRROR.is_dir():
+        pytest.skip(f"needs terraform and an AWS provider mirror at {PROVIDER_MIRROR} (no download here)")
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM, copy, ignore=shutil.ignore_patterns(".terraform*", "*.md", "scripts"))
+    _stand_in_for_old_provider(copy)
+    rc = tmp_path / "terraformrc"
+    # The cache dir symlinks the 700 MB provider instead of copying it; nothing is written to the mirror.
+    rc.write_text(
+        f"""plugin_cache_dir = "{PROVIDER_MIRROR}"
+plugin_cache_may_break_dependency_lock_file = true
+provider_installation {{
+  filesystem_mirror {{
+    path    = "{PROVIDER_MIRROR}"
+    include = ["registry.terraform.io/hashicorp/aws"]
+  }}
+}}
+"""
+    )
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(rc), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
+    root = copy / "examples" / "complete"
+    init = subprocess.run(
+        [terraform, "init", "-backend=false", "-input=false", "-no-color"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    proc = subprocess.run(
+        [terraform, "validate", "-json", "-no-color"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    result = json.loads(proc.stdout)
+    errors = [
+        f"{d.get('summary')}: {d.get('detail', '')} at {d.get('range', {}).get('filename')}"
+        for d in result["diagnostics"]
+        if d["severity"] == "error"
+    ]
+    assert errors == []
+    assert result["valid"] is True
+
+
 @pytest.fixture(scope="module")
 def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One checkov run over terraform/ per session (about 5 s; the first run installs checkov)."""

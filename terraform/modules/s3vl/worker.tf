@@ -226,7 +226,6 @@ locals {
     image                  = var.container_image
     essential              = true
     readonlyRootFilesystem = true
-    privileged             = false
     user                   = "10001:10001"
     environment            = local.container_environment
     secrets                = local.container_secrets
@@ -456,6 +455,19 @@ data "aws_iam_policy_document" "scheduler" {
       test     = "ArnEquals"
       variable = "ecs:cluster"
       values   = [local.ecs_cluster_arn]
+    }
+  }
+
+  # RunTask with ECS managed tags / propagated tags tags the new task, which needs ecs:TagResource.
+  statement {
+    sid       = "TagReconcileTask"
+    actions   = ["ecs:TagResource"]
+    resources = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${local.ecs_cluster_name}/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ecs:CreateAction"
+      values   = ["RunTask"]
     }
   }
 
