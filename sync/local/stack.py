@@ -165,6 +165,7 @@ class Stack:
             port=self.state.endpoint_port,
             data_dir=self.data_dir / "endpoint",
             log_file=self.data_dir / "endpoint.log",
+            embedder=wanted,
         )
         self.state.embedder = wanted
         log.info("endpoint.up", url=self.state.endpoint_url, pid=self.state.endpoint_pid, embedder=wanted)

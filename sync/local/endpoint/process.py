@@ -52,6 +52,7 @@ def start(
     log_file: Path,
     faults: dict[str, Any] | None = None,
     timeout: float = 20.0,
+    embedder: str | None = None,
 ) -> int:
     """Launch the endpoint detached, wait for health, return its pid.
 
@@ -66,6 +67,8 @@ def start(
     ]  # fmt: skip
     if faults:
         cmd += ["--faults", json.dumps(faults)]
+    if embedder:
+        cmd += ["--embedder", embedder]  # hash | minilm: what computes Bedrock's vectors
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
