@@ -197,6 +197,55 @@ def _add_reconcile_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     rec.set_defaults(handler=_cmd_reconcile)
 
 
+def _cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    from sync import reindex
+
+    if (args.model is None) != (args.dimensions is None):
+        raise ConfigError("give --model and --dimensions together")
+    url = database_url(args, settings)
+    last: list[int] = []
+
+    def on_wait(pending: int) -> None:
+        if pending and (not last or last[-1] != pending):
+            print(f"backfilling {args.name}_rx: {pending} keys pending (the worker must be running)",
+                  file=sys.stderr)
+        last.append(pending)
+
+    result = reindex.run(url, args.name, args.model, args.dimensions, wait_seconds=args.wait_seconds,
+                         drop_old=args.drop_old, abort=args.abort, on_wait=on_wait)
+    if args.json:
+        _print_json({k: v for k, v in vars(result).items() if k != "verify"})
+    elif result.state == "switched":
+        print(f"{result.registered_name} now points at {result.new_index_arn}")
+        print(f"old index {result.old_index_arn} " + ("deleted" if result.dropped_old else
+              "kept (delete it with --drop-old next time, or aws s3vectors delete-index)"))
+    elif result.state == "aborted":
+        print(f"reindex of {args.name} abandoned; new index {result.new_index_arn} "
+              + ("deleted" if args.drop_old else "kept"))
+    else:
+        print(f"reindex of {args.name} in progress: {result.pending} keys pending; "
+              f"re-run s3vl reindex {args.name} to resume")
+    return 0 if result.state in ("switched", "aborted") else 3
+
+
+def _add_reindex_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rx = sub.add_parser(
+        "reindex", help="move a sync to a new index (new model/dimensions); switch when complete",
+        description="Create a new index, backfill it through a shadow sync, verify it with reconcile, then "
+        "switch the registered index name in one transaction. Re-run to resume. Exit status: 0 switched "
+        "(or aborted), 3 still backfilling.",
+    )
+    rx.add_argument("name", help="the sync")
+    rx.add_argument("--model", help="the new Bedrock embedding model")
+    rx.add_argument("--dimensions", type=int, help="the new dimension")
+    rx.add_argument("--wait-seconds", type=float, default=3600.0, help="how long to wait for the backfill (0: no wait)")
+    rx.add_argument("--drop-old", action="store_true", help="delete the old index after the switch")
+    rx.add_argument("--abort", action="store_true", help="abandon a reindex in progress")
+    rx.add_argument("--json", action="store_true", help="machine-readable result")
+    _add_database_url(rx)
+    rx.set_defaults(handler=_cmd_reindex)
+
+
 # --- parser ---------------------------------------------------------------------------------
 def _add_database_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="PostgreSQL URL (default: S3VL_DATABASE_URL or the local stack)")
@@ -239,6 +288,7 @@ def _build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--yes", action="store_true", help="confirm")
     uninstall.set_defaults(handler=_cmd_uninstall_sql)
     _add_reconcile_parser(sub)
+    _add_reindex_parser(sub)
     _add_example_parser(sub)
     return parser
 

@@ -86,9 +86,9 @@ def current_rows(conn: psycopg.Connection[Any], sync: str = "docs") -> list[tupl
 
 
 def write_synced(conn: psycopg.Connection[Any], index: Any, ev: str, keys: Sequence[tuple[str, str]] | None = None,
-                 chunks: int | None = None) -> None:
+                 chunks: int | None = None, sync: str = "docs") -> None:
     """What a healthy worker leaves behind: vectors and state rows agreeing with the source."""
-    rows = keys if keys is not None else current_rows(conn)
+    rows = keys if keys is not None else current_rows(conn, sync)
     for key, h in rows:
         n = chunks or 1
         for c in range(n):
@@ -96,27 +96,29 @@ def write_synced(conn: psycopg.Connection[Any], index: Any, ev: str, keys: Seque
             index.put(vkey, {"s3vl_id": key, "s3vl_ev": ev, "s3vl_hash": h, "s3vl_chunk": c})
         conn.execute(
             "INSERT INTO s3vl.sync_state (sync_name, key, content_hash, metadata_hash, embedding_version, "
-            "chunk_count, synced_at) VALUES ('docs', %s, %s, 'm', %s, %s, now() - interval '1 hour') "
+            "chunk_count, synced_at) VALUES (%s, %s, %s, 'm', %s, %s, now() - interval '1 hour') "
             "ON CONFLICT (sync_name, key) DO UPDATE SET content_hash = excluded.content_hash, "
             "embedding_version = excluded.embedding_version, chunk_count = excluded.chunk_count, "
             "synced_at = excluded.synced_at",
-            (key, h, ev, n))
+            (sync, key, h, ev, n))
 
 
-def drain_outbox(conn: psycopg.Connection[Any], index: Any, ev: str, chunks: int | None = None) -> int:
+def drain_outbox(conn: psycopg.Connection[Any], index: Any, ev: str, chunks: int | None = None,
+                 sync: str = "docs") -> int:
     """A stand-in worker pass: write every queued key as the worker would, and complete it."""
-    keys = [str(r[0]) for r in conn.execute("SELECT key FROM s3vl.outbox WHERE sync_name = 'docs' ORDER BY key")]
+    keys = [str(r[0]) for r in conn.execute("SELECT key FROM s3vl.outbox WHERE sync_name = %s ORDER BY key",
+                                            (sync,))]
     if not keys:
         return 0
     loaded = {str(k): str(h) for k, h in conn.execute(
-        "SELECT key, content_hash FROM s3vl.load_rows('docs', %s)", (keys,))}
+        "SELECT key, content_hash FROM s3vl.load_rows(%s, %s)", (sync, keys))}
     gone = [k for k in keys if k not in loaded]
-    write_synced(conn, index, ev, sorted(loaded.items()), chunks)
+    write_synced(conn, index, ev, sorted(loaded.items()), chunks, sync)
     for k in gone:
         for vkey in ([f"{k}#{c}" for c in range(chunks)] if chunks else [k]):
             index.vectors.pop(vkey, None)
-    conn.execute("DELETE FROM s3vl.sync_state WHERE sync_name = 'docs' AND key = ANY(%s)", (gone,))
-    conn.execute("DELETE FROM s3vl.outbox WHERE sync_name = 'docs'")
+    conn.execute("DELETE FROM s3vl.sync_state WHERE sync_name = %s AND key = ANY(%s)", (sync, gone))
+    conn.execute("DELETE FROM s3vl.outbox WHERE sync_name = %s AND key = ANY(%s)", (sync, keys))
     return len(keys)
 
 

@@ -24,13 +24,15 @@ from tests.integration.reconcile_support import create_docs_sync, drain_outbox, 
 class EndpointIndex:
     """The ``put``/``vectors`` surface of FakeVectors over a real index (for the shared helpers)."""
 
-    def __init__(self, s3v: Any, arn: str) -> None:
+    def __init__(self, s3v: Any, arn: str, dimension: int = 4) -> None:
         self.s3v = s3v
         self.arn = arn
+        self.dimension = dimension
 
     def put(self, key: str, metadata: dict[str, Any]) -> None:
+        data = [0.1 + i / self.dimension for i in range(self.dimension)]
         self.s3v.put_vectors(indexArn=self.arn, vectors=[
-            {"key": key, "data": {"float32": [0.1, 0.2, 0.3, 0.4]}, "metadata": metadata}])
+            {"key": key, "data": {"float32": data}, "metadata": metadata}])
 
     @property
     def vectors(self) -> _Deleter:
