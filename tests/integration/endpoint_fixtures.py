@@ -55,9 +55,10 @@ class EndpointHandle:
         return f"http://{self.host}:{self.port}"
 
     def client(self, service: str = "s3vectors", retries: int | None = None, **config: Any) -> Any:
-        """A boto3 client for ``service`` bound to this endpoint (``retries=1``: no retries)."""
+        """A boto3 client for ``service`` bound to this endpoint; ``retries`` is the total number
+        of attempts (``retries=1``: no retries, so injected faults surface as errors)."""
         if retries is not None:
-            config["retries"] = {"max_attempts": retries, "mode": "standard"}
+            config["retries"] = {"total_max_attempts": retries, "mode": "standard"}
         return boto3.client(
             service,
             endpoint_url=self.url,

@@ -165,17 +165,23 @@ class VectorIndex:
             mask &= columns_mod.evaluate(flt, self.columns, self.capacity)[: self.high]
         return mask
 
-    def distances(self, query: F32) -> F32:
-        """Distance of every used slot (dead ones included; mask them) to ``query``."""
-        m = self.matrix[: self.high]
+    def distances(self, query: F32, slots: npt.NDArray[np.intp] | None = None) -> F32:
+        """Distance to ``query`` of every used slot (dead ones included: mask them), or of
+        ``slots`` only (a selective filter then reads a fraction of the matrix)."""
+        if slots is None:
+            m = self.matrix[: self.high]
+            sqnorm = self.sqnorm[: self.high]
+        else:
+            m = self.matrix[slots]
+            sqnorm = self.sqnorm[slots]
         dots = m @ query
         if self.row.metric == "cosine":
             qn = float(np.sqrt(np.dot(query, query)))
-            norms = np.sqrt(self.sqnorm[: self.high]) * qn
+            norms = np.sqrt(sqnorm) * qn
             with np.errstate(invalid="ignore", divide="ignore"):
                 sim = np.where(norms > 0, dots / norms, 0.0)
             return (1.0 - sim).astype(np.float32)
-        sq = self.sqnorm[: self.high] - 2.0 * dots + float(np.dot(query, query))
+        sq = sqnorm - 2.0 * dots + float(np.dot(query, query))
         return np.sqrt(np.maximum(sq, 0.0)).astype(np.float32)
 
     def nearest(self, query: F32, k: int, mask: npt.NDArray[np.bool_]) -> list[Hit]:
@@ -183,7 +189,10 @@ class VectorIndex:
         candidates = np.flatnonzero(mask)
         if candidates.size == 0:
             return []
-        dist = self.distances(query)[candidates]
+        if candidates.size * 2 < self.high:
+            dist = self.distances(query, candidates)
+        else:
+            dist = self.distances(query)[candidates]
         if candidates.size > k:
             # Take everything tied with the k-th distance so the key tie-break is exact.
             part = np.argpartition(dist, k - 1)
