@@ -81,7 +81,7 @@ BEGIN
             '2 to 64 characters: a letter, then letters, digits, "_", "-" or "."');
     END IF;
     SELECT * INTO p FROM s3vl._parse_index_arn(index_arn);
-    IF embedding_model IS NOT NULL AND embedding_model !~ '^[A-Za-z0-9._:/-]{1,2048}$' THEN
+    IF embedding_model IS NOT NULL AND (embedding_model !~ '^[A-Za-z0-9._:/-]+$' OR length(embedding_model) > 2048) THEN
         PERFORM s3vl._raise('invalid_argument', format('embedding_model %s is not a Bedrock model id', quote_literal(embedding_model)));
     END IF;
     SELECT i.name INTO other FROM s3vl.indexes i WHERE i.index_arn = register_index.index_arn AND i.name <> register_index.name;
