@@ -1,0 +1,192 @@
+"""Sync definitions in SQL: validation of create/alter/drop, capture triggers, the outbox protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.integration.sync_support import PRODUCTS_DDL
+
+ARN = "arn:aws:s3vectors:us-west-2:000000000000:bucket/bkt/index/products"
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute("INSERT INTO s3vl.indexes (name, index_arn, region, account_id, bucket_name, index_name, dimension) "
+                  "VALUES ('products', %s, 'us-west-2', '000000000000', 'bkt', 'products', 1024)", (ARN,))
+        c.execute(PRODUCTS_DDL)
+        c.execute("INSERT INTO products (id, name, description, category, price) "
+                  "SELECT g, 'p' || g, 'd' || g, 'c', g FROM generate_series(1, 5) g")
+        yield c
+
+
+def _create(conn: psycopg.Connection[Any], **overrides: Any) -> Any:
+    args: dict[str, Any] = {"name": "products", "source": "public.products", "index_name": "products",
+                            "text_expression": "name || ' ' || coalesce(description, '')",
+                            "metadata_columns": ["category", "price"]}
+    args.update(overrides)
+    named = ", ".join(f"{k} => %({k})s" for k in args)
+    return conn.execute(f"SELECT * FROM s3vl.create_sync({named})", args).fetchone()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"source": "public.nope"}, 'relation "public.nope" does not exist'),
+        ({"text_expression": "nosuch || 'x'"}, 'column "nosuch" does not exist'),
+        ({"text_expression": "name ||"}, "is not valid over"),
+        ({"text_expression": "price * 2"}, "text_expression must be of type text, not numeric"),
+        ({"text_expression": "  "}, "text_expression is empty"),
+        ({"metadata_columns": ["category", "missing"]}, 'metadata column "missing" does not exist'),
+        ({"metadata_columns": ["s3vl_id"]}, "the s3vl_ prefix is reserved"),
+        ({"index_name": "unregistered"}, 'index "unregistered" is not registered'),
+        ({"embedding_model": "openai.ada"}, "unknown embedding model 'openai.ada'"),
+        ({"dimensions": 512}, "dimensions 512 do not match index"),
+        ({"embedding_model": "cohere.embed-english-v3", "dimensions": 256}, "does not produce 256 dimensions"),
+        ({"capture": "polling"}, "capture must be 'trigger' or 'logical'"),
+        ({"capture": "logical"}, "not available in this version"),
+        ({"chunk_size": 50}, "chunk_size 50 is out of range"),
+        ({"chunk_size": 200, "chunk_overlap": 150}, "chunk_overlap 150 must be"),
+        ({"name": "Bad Name"}, "invalid sync name"),
+        ({"key_columns": ["name"]}, "are not the primary key"),
+        ({"key_columns": ["ghost"]}, 'key column "ghost" does not exist'),
+    ],
+)
+def test_create_sync_refuses_bad_definitions(conn: psycopg.Connection[Any], overrides: dict[str, Any],
+                                             message: str) -> None:
+    with pytest.raises(psycopg.Error, match=message):
+        _create(conn, **overrides)
+    assert conn.execute("SELECT count(*) FROM s3vl.syncs").fetchone() == (0,)
+
+
+def test_table_without_primary_key_is_refused(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("CREATE TABLE nokey (a int, b text)")
+    with pytest.raises(psycopg.Error, match="has no primary key") as err:
+        _create(conn, source="nokey", text_expression="b", metadata_columns=[])
+    assert err.value.diag.message_hint and "primary key" in err.value.diag.message_hint
+
+
+def test_create_installs_triggers_and_backfills(conn: psycopg.Connection[Any]) -> None:
+    row = _create(conn)
+    assert row is not None
+    triggers = {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'products'::regclass")}
+    assert triggers == {"s3vl_products_ins", "s3vl_products_upd", "s3vl_products_del", "s3vl_products_trunc"}
+    assert conn.execute("SELECT count(*), max(version) FROM s3vl.outbox").fetchone() == (5, 1)
+    s = conn.execute("SELECT key_columns, read_columns, dimensions, length(embedding_version) FROM s3vl.syncs"
+                     ).fetchone()
+    assert s == (["id"], ["category", "description", "id", "name", "price"], 1024, 12)
+    with pytest.raises(psycopg.Error, match='sync "products" already exists'):
+        _create(conn)
+
+
+def test_capture_coalesces_and_bumps_version(conn: psycopg.Connection[Any]) -> None:
+    _create(conn, backfill=False)
+    conn.execute("UPDATE products SET name = name || '!' WHERE id = 1")
+    conn.execute("UPDATE products SET name = name || '!' WHERE id = 1")
+    conn.execute("UPDATE products SET views = 10")  # not read by the sync
+    assert conn.execute("SELECT key, version FROM s3vl.outbox").fetchall() == [("1", 2)]
+    conn.execute("UPDATE products SET id = 50 WHERE id = 2")  # a key change: old key goes, new key comes
+    conn.execute("DELETE FROM products WHERE id = 3")
+    keys = {r[0]: r[1] for r in conn.execute("SELECT key, version FROM s3vl.outbox")}
+    assert keys == {"1": 2, "2": 1, "50": 1, "3": 1}
+
+
+def test_bulk_statement_enqueues_each_key_once(conn: psycopg.Connection[Any]) -> None:
+    _create(conn, backfill=False)
+    conn.execute("INSERT INTO products (id, name) SELECT g, 'bulk' FROM generate_series(100, 5099) g")
+    assert conn.execute("SELECT count(*), max(version) FROM s3vl.outbox").fetchone() == (5000, 1)
+
+
+def test_composite_keys_round_trip(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("CREATE TABLE docs (tenant text, id int, body text, PRIMARY KEY (tenant, id))")
+    conn.execute("INSERT INTO docs VALUES ('a/b%c', 1, 'x'), ('t', 2, 'y')")
+    _create(conn, name="docs", source="docs", text_expression="body", metadata_columns=[])
+    keys = sorted(r[0] for r in conn.execute("SELECT key FROM s3vl.outbox"))
+    assert keys == ["a%2Fb%25c/1", "t/2"]
+    loaded = conn.execute("SELECT key, content FROM s3vl.load_rows('docs', %s) ORDER BY key", (keys,)).fetchall()
+    assert loaded == [("a%2Fb%25c/1", "x"), ("t/2", "y")]
+    with pytest.raises(psycopg.Error, match="does not match the key columns"):
+        conn.execute("SELECT s3vl.enqueue('docs', ARRAY['t/notanint'])")
+
+
+def test_hash_sql_matches_python(conn: psycopg.Connection[Any]) -> None:
+    from sync.render import content_hash
+
+    _create(conn)
+    conn.execute("UPDATE products SET description = 'ünïcødé ✓' WHERE id = 1")
+    expr = conn.execute("SELECT s3vl.sync_hash_sql('products', 'p'), s3vl.sync_text_sql('products', 'p')").fetchone()
+    assert expr is not None
+    h, text = conn.execute(f"SELECT {expr[0]}, {expr[1]} FROM products p WHERE id = 1").fetchone()  # type: ignore[misc]
+    assert h == content_hash(text)
+
+
+def test_alter_sync_requeues_only_when_vectors_or_metadata_change(conn: psycopg.Connection[Any]) -> None:
+    _create(conn, backfill=False)
+    ev = conn.execute("SELECT embedding_version FROM s3vl.syncs").fetchone()
+    conn.execute("SELECT s3vl.alter_sync('products', max_attempts => 3)")
+    assert conn.execute("SELECT count(*) FROM s3vl.outbox").fetchone() == (0,)
+    conn.execute("SELECT s3vl.alter_sync('products', metadata_columns => ARRAY['category'])")
+    assert conn.execute("SELECT count(*) FROM s3vl.outbox").fetchone() == (5,)
+    assert conn.execute("SELECT embedding_version FROM s3vl.syncs").fetchone() == ev
+    conn.execute("SELECT s3vl.alter_sync('products', text_expression => 'name')")
+    assert conn.execute("SELECT embedding_version FROM s3vl.syncs").fetchone() != ev
+    assert conn.execute("SELECT read_columns FROM s3vl.syncs").fetchone() == (["category", "id", "name"],)
+    with pytest.raises(psycopg.Error, match="must be of type text"):
+        conn.execute("SELECT s3vl.alter_sync('products', text_expression => 'id')")
+    with pytest.raises(psycopg.Error, match='sync "nope" does not exist'):
+        conn.execute("SELECT s3vl.alter_sync('nope', max_attempts => 3)")
+
+
+def test_drop_sync_removes_triggers_queue_and_state(conn: psycopg.Connection[Any]) -> None:
+    _create(conn)
+    assert conn.execute("SELECT s3vl.drop_sync('products')").fetchone() == (True,)
+    assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'products'::regclass").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM s3vl.outbox").fetchone() == (0,)
+    conn.execute("UPDATE products SET name = 'x'")  # no trigger left behind
+    assert conn.execute("SELECT s3vl.drop_sync('products', if_exists => true)").fetchone() == (False,)
+    with pytest.raises(psycopg.Error, match='sync "products" does not exist'):
+        conn.execute("SELECT s3vl.drop_sync('products')")
+
+
+def test_lease_skip_locked_and_fail_to_failed(conn: psycopg.Connection[Any]) -> None:
+    _create(conn, max_attempts=2)
+    a = conn.execute("SELECT key, version FROM s3vl.lease('a', 3, 60)").fetchall()
+    b = conn.execute("SELECT key, version FROM s3vl.lease('b', 10, 60)").fetchall()
+    assert len(a) == 3
+    assert len(b) == 2
+    assert not {k for k, _ in a} & {k for k, _ in b}
+    key = a[0][0]
+    fail = '[{"key": "%s", "version": 1, "error": "boom"}]' % key
+    conn.execute("SELECT s3vl.fail('products', 'a', %s::jsonb)", (fail,))
+    assert conn.execute("SELECT status, attempts FROM s3vl.outbox WHERE key = %s", (key,)).fetchone() == ("pending", 1)
+    conn.execute("SELECT s3vl.fail('products', 'a', %s::jsonb)", (fail,))
+    assert conn.execute("SELECT status, attempts, last_error FROM s3vl.outbox WHERE key = %s", (key,)).fetchone() == (
+        "failed", 2, "boom")
+    assert conn.execute("SELECT failed FROM s3vl.sync_status").fetchone() == (1,)
+    assert conn.execute("SELECT s3vl.retry_failed('products')").fetchone() == (1,)
+    assert conn.execute("SELECT status, attempts FROM s3vl.outbox WHERE key = %s", (key,)).fetchone() == ("pending", 0)
+
+
+def test_roles_can_use_what_they_should(conn: psycopg.Connection[Any], db_url: str) -> None:
+    _create(conn)
+    conn.execute("DROP ROLE IF EXISTS sync_test_writer")
+    conn.execute("CREATE ROLE sync_test_writer")
+    conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON products TO sync_test_writer")
+    try:
+        conn.execute("SET ROLE sync_test_writer")
+        conn.execute("INSERT INTO products (id, name) VALUES (999, 'by a writer with no s3vl rights')")
+        with pytest.raises(psycopg.Error, match="permission denied"):
+            conn.execute("SELECT * FROM s3vl.outbox")
+        conn.execute("RESET ROLE")
+        assert conn.execute("SELECT count(*) FROM s3vl.outbox WHERE key = '999'").fetchone() == (1,)
+        conn.execute("GRANT s3vl_reader TO sync_test_writer")
+        conn.execute("SET ROLE sync_test_writer")
+        assert conn.execute("SELECT pending FROM s3vl.sync_status").fetchone() == (6,)
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("DROP OWNED BY sync_test_writer")
+        conn.execute("DROP ROLE sync_test_writer")
