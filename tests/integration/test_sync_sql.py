@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,7 +68,8 @@ def test_table_without_primary_key_is_refused(conn: psycopg.Connection[Any]) -> 
     conn.execute("CREATE TABLE nokey (a int, b text)")
     with pytest.raises(psycopg.Error, match="has no primary key") as err:
         _create(conn, source="nokey", text_expression="b", metadata_columns=[])
-    assert err.value.diag.message_hint and "primary key" in err.value.diag.message_hint
+    assert err.value.diag.message_hint
+    assert "primary key" in err.value.diag.message_hint
 
 
 def test_create_installs_triggers_and_backfills(conn: psycopg.Connection[Any]) -> None:
@@ -160,7 +162,7 @@ def test_lease_skip_locked_and_fail_to_failed(conn: psycopg.Connection[Any]) -> 
     assert len(b) == 2
     assert not {k for k, _ in a} & {k for k, _ in b}
     key = a[0][0]
-    fail = '[{"key": "%s", "version": 1, "error": "boom"}]' % key
+    fail = json.dumps([{"key": key, "version": 1, "error": "boom"}])
     conn.execute("SELECT s3vl.fail('products', 'a', %s::jsonb)", (fail,))
     assert conn.execute("SELECT status, attempts FROM s3vl.outbox WHERE key = %s", (key,)).fetchone() == ("pending", 1)
     conn.execute("SELECT s3vl.fail('products', 'a', %s::jsonb)", (fail,))

@@ -187,7 +187,8 @@ def test_endpoint_outage_counts_no_attempt(env: SyncEnv) -> None:
             worker.run_once()
     finally:
         env.endpoint.admin.clear_faults()
-    assert env.sql("SELECT max(attempts), count(*) FILTER (WHERE lease_until IS NOT NULL) FROM s3vl.outbox")[0] == (0, 0)
+    leftover = env.sql("SELECT max(attempts), count(*) FILTER (WHERE lease_until IS NOT NULL) FROM s3vl.outbox")
+    assert leftover[0] == (0, 0)
     env.drain()
     env.assert_converged()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import pytest
 from hypothesis import given
@@ -56,7 +57,7 @@ def test_chunk_text_cuts_at_whitespace_with_overlap() -> None:
     assert all(not c.startswith(" ") and not c.endswith(" ") for c in chunks)
     # every word survives, and neighbours share some text (the overlap)
     assert set(text.split()) <= set(" ".join(chunks).split())
-    assert any(set(a.split()) & set(b.split()) for a, b in zip(chunks, chunks[1:], strict=False))
+    assert any(set(a.split()) & set(b.split()) for a, b in itertools.pairwise(chunks))
 
 
 def test_chunk_text_rejects_bad_settings() -> None:
