@@ -441,9 +441,19 @@ def test_vector_bucket_and_indexes() -> None:
     bucket = cfg.resource("aws_s3vectors_vector_bucket", "this")
     assert bucket["vector_bucket_name"] == "${var.vector_bucket_name}"
     enc = one(bucket["encryption_configuration"])
-    assert "aws:kms" in enc["sse_type"]
-    assert "AES256" in enc["sse_type"]
-    assert enc["kms_key_arn"] == "${var.vector_bucket_kms_key_arn}"
+    assert enc["sse_type"] == '${local.vector_bucket_sse_kms ? "aws:kms" : "AES256"}'
+    assert enc["kms_key_arn"] == "${local.vector_bucket_kms_key_arn}"
+    assert cfg.variables["vector_bucket_use_module_kms_key"]["default"] is False
+    # With the module's key, its policy admits the S3 Vectors indexing service for this bucket only.
+    dyn = one(cfg.policy_document("kms")["dynamic"])["statement"]
+    assert "var.vector_bucket_use_module_kms_key" in dyn["for_each"]
+    indexing = one(dyn["content"])
+    assert one(indexing["principals"])["identifiers"] == ["indexing.s3vectors.amazonaws.com"]
+    assert indexing["actions"] == ["kms:Decrypt"]
+    conditions = {c["variable"]: c["values"] for c in indexing["condition"]}
+    assert conditions["aws:SourceAccount"] == ["${local.account_id}"]
+    assert conditions["aws:SourceArn"][0] == "${local.vector_bucket_arn_pattern}"
+    assert cfg.locals["vector_bucket_arn_pattern"].endswith(":bucket/${var.vector_bucket_name}")
     index = cfg.resource("aws_s3vectors_index", "this")
     assert index["for_each"] == "${var.indexes}"
     assert index["data_type"] == "float32"

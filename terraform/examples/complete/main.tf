@@ -41,9 +41,10 @@ module "s3vl" {
   aurora_security_group_id      = var.aurora_security_group_id
   existing_rds_lambda_role_name = var.existing_rds_lambda_role_name
 
-  vector_bucket_name  = var.vector_bucket_name
-  indexes             = var.indexes
-  embedding_model_ids = ["amazon.titan-embed-text-v2:0"]
+  vector_bucket_name               = var.vector_bucket_name
+  vector_bucket_use_module_kms_key = var.vector_bucket_use_module_kms_key
+  indexes                          = var.indexes
+  embedding_model_ids              = ["amazon.titan-embed-text-v2:0"]
 
   # Built by terraform/scripts/build_lambda.sh: lambda/ plus lambda/requirements.txt (README step 1).
   lambda_source_dir = "${path.module}/../../../lambda/build/package"

@@ -55,6 +55,12 @@ variable "vector_bucket_name" {
   type        = string
 }
 
+variable "vector_bucket_use_module_kms_key" {
+  description = "Encrypt the vector bucket with SSE-KMS under the module's key instead of SSE-S3 (fixed at creation)."
+  type        = bool
+  default     = false
+}
+
 variable "indexes" {
   description = "Vector indexes by name (see the module's variable of the same name)."
   type = map(object({

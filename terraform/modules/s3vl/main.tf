@@ -29,6 +29,11 @@ locals {
 
   kms_key_arn = var.create_kms_key ? aws_kms_key.this[0].arn : var.kms_key_arn
 
+  # SSE-KMS on the vector bucket: decided from plan-time inputs, so policies keep a known shape.
+  vector_bucket_sse_kms     = var.vector_bucket_kms_key_arn != null || var.vector_bucket_use_module_kms_key
+  vector_bucket_kms_key_arn = var.vector_bucket_kms_key_arn != null ? var.vector_bucket_kms_key_arn : (var.vector_bucket_use_module_kms_key ? local.kms_key_arn : null)
+  vector_bucket_arn_pattern = "arn:${local.partition}:s3vectors:${local.region}:${local.account_id}:bucket/${var.vector_bucket_name}"
+
   lambda_function_name = "${var.name}-query"
   lambda_log_group     = "/aws/lambda/${local.lambda_function_name}"
   worker_log_group     = "/ecs/${var.name}-worker"
@@ -90,6 +95,34 @@ data "aws_iam_policy_document" "kms" {
         "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${var.name}-*",
         "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/ecs/${var.name}-*",
       ]
+    }
+  }
+
+  # S3 Vectors maintains and optimises indexes in the background with the bucket's key.
+  dynamic "statement" {
+    for_each = var.vector_bucket_use_module_kms_key && var.vector_bucket_kms_key_arn == null ? [1] : []
+
+    content {
+      sid       = "S3VectorsIndexing"
+      actions   = ["kms:Decrypt"]
+      resources = ["*"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["indexing.s3vectors.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [local.account_id]
+      }
+
+      condition {
+        test     = "ArnLike"
+        variable = "aws:SourceArn"
+        values   = [local.vector_bucket_arn_pattern, "${local.vector_bucket_arn_pattern}/*"]
+      }
     }
   }
 

@@ -80,8 +80,14 @@ variable "vector_bucket_name" {
   }
 }
 
+variable "vector_bucket_use_module_kms_key" {
+  description = "Encrypt the vector bucket with SSE-KMS under the module's key (whose policy then admits the S3 Vectors indexing service for this bucket). false = SSE-S3, or vector_bucket_kms_key_arn. Fixed at creation."
+  type        = bool
+  default     = false
+}
+
 variable "vector_bucket_kms_key_arn" {
-  description = "Customer managed KMS key for SSE-KMS on the vector bucket (its policy must let the S3 Vectors service use it, see README). null = SSE-S3 (AES256). Fixed at creation."
+  description = "Your own customer managed KMS key for SSE-KMS on the vector bucket; its policy must admit the S3 Vectors indexing service (README). Takes precedence over vector_bucket_use_module_kms_key. null = see vector_bucket_use_module_kms_key. Fixed at creation."
   type        = string
   default     = null
 }

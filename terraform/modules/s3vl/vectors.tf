@@ -6,10 +6,10 @@ resource "aws_s3vectors_vector_bucket" "this" {
   vector_bucket_name = var.vector_bucket_name
   force_destroy      = var.vector_bucket_force_destroy
 
-  # SSE-S3 unless a customer managed key is given. Fixed at creation (forces a new bucket).
+  # SSE-S3 unless SSE-KMS is asked for (module key or your own). Fixed at creation (forces a new bucket).
   encryption_configuration {
-    sse_type    = var.vector_bucket_kms_key_arn == null ? "AES256" : "aws:kms"
-    kms_key_arn = var.vector_bucket_kms_key_arn
+    sse_type    = local.vector_bucket_sse_kms ? "aws:kms" : "AES256"
+    kms_key_arn = local.vector_bucket_kms_key_arn
   }
 
   tags = local.tags

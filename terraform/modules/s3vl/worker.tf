@@ -191,7 +191,7 @@ data "aws_iam_policy_document" "task" {
   }
 
   dynamic "statement" {
-    for_each = var.vector_bucket_kms_key_arn == null ? [] : [var.vector_bucket_kms_key_arn]
+    for_each = local.vector_bucket_sse_kms ? [local.vector_bucket_kms_key_arn] : []
 
     content {
       sid       = "VectorBucketKey"
