@@ -96,52 +96,69 @@ def _dumps(obj: Any) -> str | None:
 
 
 class Store:
+    """The database: one writer connection (writes are serialised by a lock, as SQLite would
+    anyway) and a small pool of reader connections (the HTTP server runs each request on a
+    new thread, so connections are pooled rather than per thread)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        conn = self._conn()
-        conn.executescript(_SCHEMA)
+        self._write_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        with self._pool_lock:
+            conn = self._readers.pop() if self._readers else None
+        if conn is None:
+            conn = self._connect()
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        finally:
+            with self._pool_lock:
+                if len(self._readers) < 8:
+                    self._readers.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
+        with self._pool_lock:
+            for conn in self._readers:
                 with suppress(sqlite3.Error):
                     conn.close()
-            self._all.clear()
+            self._readers.clear()
+        with self._write_lock, suppress(sqlite3.Error):
+            self._writer.close()
 
     # -- buckets ----------------------------------------------------------------------------
     def load_buckets(self) -> list[BucketRow]:
-        rows = (
-            self._conn()
-            .execute("SELECT name, created, encryption, default_index_mode, policy, tags FROM buckets")
-            .fetchall()
-        )
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT name, created, encryption, default_index_mode, policy, tags FROM buckets"
+            ).fetchall()
         return [BucketRow(r[0], r[1], _loads(r[2]), r[3], r[4], _loads(r[5]) or {}) for r in rows]
 
     def insert_bucket(self, b: BucketRow) -> None:
@@ -165,14 +182,11 @@ class Store:
 
     # -- indexes ----------------------------------------------------------------------------
     def load_indexes(self) -> list[IndexRow]:
-        rows = (
-            self._conn()
-            .execute(
+        with self._reader() as conn:
+            rows = conn.execute(
                 "SELECT id, bucket, name, created, data_type, dimension, metric, non_filterable,"
                 " text_search, encryption, mode, tags FROM indexes"
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return [
             IndexRow(
                 r[0],
@@ -227,9 +241,10 @@ class Store:
 
     # -- vectors ----------------------------------------------------------------------------
     def iter_vectors(self, index_id: int) -> Iterator[tuple[str, bytes, str | None]]:
-        cur = self._conn().execute("SELECT key, data, metadata FROM vectors WHERE index_id = ?", (index_id,))
-        while rows := cur.fetchmany(2048):
-            yield from rows
+        with self._reader() as conn:
+            cur = conn.execute("SELECT key, data, metadata FROM vectors WHERE index_id = ?", (index_id,))
+            while rows := cur.fetchmany(2048):
+                yield from rows
 
     def put_vectors(self, index_id: int, rows: Sequence[tuple[str, int, bytes, str | None]]) -> None:
         with self.transaction() as conn:
@@ -254,7 +269,8 @@ class Store:
             params += [segment[0], segment[1]]
         sql += " ORDER BY key LIMIT ?"
         params.append(limit)
-        return [r[0] for r in self._conn().execute(sql, params).fetchall()]
+        with self._reader() as conn:
+            return [r[0] for r in conn.execute(sql, params).fetchall()]
 
     # -- long pagination tokens ---------------------------------------------------------------
     def save_token(self, token_id: str, state: str, now: float) -> None:
@@ -263,5 +279,6 @@ class Store:
             conn.execute("INSERT OR REPLACE INTO tokens (id, state, created) VALUES (?, ?, ?)", (token_id, state, now))
 
     def load_token(self, token_id: str) -> str | None:
-        row = self._conn().execute("SELECT state FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        with self._reader() as conn:
+            row = conn.execute("SELECT state FROM tokens WHERE id = ?", (token_id,)).fetchone()
         return None if row is None else str(row[0])
