@@ -61,6 +61,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,7 +252,10 @@ class EndpointApp:
         if endpoint.startswith("admin:"):
             return self._admin(endpoint.removeprefix("admin:"), request)
         bound = self._bound[endpoint]
-        return self._call(bound, request, dict(args))
+        response = self._call(bound, request, dict(args))
+        if "x-amzn-RequestId" not in response.headers:
+            response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
+        return response
 
     def _call(self, bound: _Bound, request: Request, args: dict[str, Any]) -> Response:
         service, route = bound.service, bound.route
