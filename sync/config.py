@@ -76,6 +76,17 @@ class Settings(BaseSettings):
         default=10, ge=0, le=1000, description="Keys shown per drift category in a reconcile report."
     )
 
+    # --- sync worker (H-sync) -----------------------------------------------------------------
+    worker_batch_size: int = Field(default=100, ge=1, le=1000, description="Keys leased per batch.")
+    worker_lease_seconds: float = Field(
+        default=300.0, gt=0, description="How long a batch's keys stay leased (a dead worker's keys then come back)."
+    )
+    worker_concurrency: int = Field(default=8, ge=1, le=64, description="Concurrent Bedrock calls per worker (Titan).")
+    worker_poll_seconds: float = Field(default=1.0, gt=0, description="Idle wait between empty leases.")
+    worker_retry_seconds: float = Field(
+        default=5.0, ge=0, description="Backoff base before a failed row is tried again (doubles per attempt)."
+    )
+
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level that is logged."

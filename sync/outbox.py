@@ -248,7 +248,8 @@ class Outbox:
         with self._cursor() as cur:
             cur.execute(
                 "SELECT sync_name, source::text AS source, index_name, embedding_model, embedding_version, "
-                "capture, pending, leased, failed, extract(epoch FROM oldest_pending_age)::float8 AS lag_seconds, "
+                "capture, pending, leased, retrying, failed, "
+                "extract(epoch FROM oldest_pending_age)::float8 AS lag_seconds, "
                 "last_success, synced_keys, last_reconcile_at, last_reconcile FROM s3vl.sync_status ORDER BY 1")
             return list(cur.fetchall())
 

@@ -198,3 +198,26 @@ class Worker:
                 metrics.LAG_SECONDS.labels(s["sync_name"]).set(s["lag_seconds"] or 0.0)
         except DatabaseError:
             pass
+
+
+def backfill(conninfo: str, sync_name: str, options: WorkerOptions,
+             progress: Callable[[int, int], None] | None = None) -> Totals:
+    """Queue every key of a sync and process them all here; ``progress(done, total)`` per batch."""
+    outbox = Outbox(conninfo)
+    try:
+        outbox.sync(sync_name)  # raises if it does not exist
+        outbox.resync(sync_name)
+        total = outbox.pending(sync_name)
+    finally:
+        outbox.close()
+    options.only_sync = sync_name
+    done = [0]
+
+    def on_batch(report: BatchReport) -> None:
+        done[0] += report.keys - report.requeued
+        if progress is not None:
+            progress(min(done[0], total), total)
+
+    worker = Worker(conninfo, options, on_batch=on_batch)
+    worker.install_signal_handlers()
+    return worker.run(once=True)

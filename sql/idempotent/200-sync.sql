@@ -800,11 +800,13 @@ SELECT s.name AS sync_name, s.source, s.index_name, s.embedding_model, s.embeddi
        coalesce(q.pending, 0) AS pending, coalesce(q.leased, 0) AS leased, coalesce(q.failed, 0) AS failed,
        q.oldest_pending_age, s.last_success_at AS last_success,
        coalesce(st.synced_keys, 0) AS synced_keys,
-       rr.finished_at AS last_reconcile_at, rr.report AS last_reconcile
+       rr.finished_at AS last_reconcile_at, rr.report AS last_reconcile,
+       coalesce(q.retrying, 0) AS retrying   -- failed once, waiting for its backoff (s3vl.fail retry_after)
 FROM s3vl.syncs s
 LEFT JOIN LATERAL (
     SELECT count(*) FILTER (WHERE o.status = 'pending') AS pending,
-           count(*) FILTER (WHERE o.status = 'pending' AND o.lease_until > now()) AS leased,
+           count(*) FILTER (WHERE o.status = 'pending' AND o.lease_until > now() AND o.leased_by IS NOT NULL) AS leased,
+           count(*) FILTER (WHERE o.status = 'pending' AND o.lease_until > now() AND o.leased_by IS NULL) AS retrying,
            count(*) FILTER (WHERE o.status = 'failed') AS failed,
            now() - min(o.enqueued_at) FILTER (WHERE o.status = 'pending') AS oldest_pending_age
     FROM s3vl.outbox o WHERE o.sync_name = s.name) AS q ON true
