@@ -43,8 +43,8 @@ locals {
   database_url_secret_arn = var.create_database_url_secret ? aws_secretsmanager_secret.database_url[0].arn : var.database_url_secret_arn
 
   ecs_cluster_arn = var.create_ecs_cluster ? aws_ecs_cluster.this[0].arn : var.ecs_cluster_arn
-  # The cluster name is the last part of its ARN (arn:...:cluster/NAME).
-  ecs_cluster_name = element(split("/", local.ecs_cluster_arn), length(split("/", local.ecs_cluster_arn)) - 1)
+  # Known at plan time when the module creates the cluster; else the last part of arn:...:cluster/NAME.
+  ecs_cluster_name = var.create_ecs_cluster ? var.name : element(split("/", var.ecs_cluster_arn), length(split("/", var.ecs_cluster_arn)) - 1)
 
   endpoint_allowed_cidrs = var.vpc_endpoint_allowed_cidr_blocks != null ? var.vpc_endpoint_allowed_cidr_blocks : [data.aws_vpc.this.cidr_block]
 
