@@ -40,6 +40,21 @@ logger = logging.getLogger("s3vl_query")
 logger.setLevel(os.environ.get("S3VL_QUERY_LOG_LEVEL", "INFO").upper())
 
 
+def _prewarm() -> None:
+    """Build the clients for the function's own region during init, not in the first request's budget."""
+    region = os.environ.get("AWS_REGION")
+    if not region:
+        return
+    try:
+        aws.client("s3vectors", region)
+        aws.client("bedrock-runtime", region)
+    except Exception:  # a failure here resurfaces, answered properly, on first use
+        logger.warning("clients.prewarm_failed", exc_info=True)
+
+
+_prewarm()
+
+
 def _log(level: int, event: str, **fields: Any) -> None:
     """One JSON log line: an event name plus key-values (Powertools' structured style)."""
     if logger.isEnabledFor(level):

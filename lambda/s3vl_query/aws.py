@@ -125,7 +125,7 @@ def translate(exc: Exception, what: str) -> QueryError:
                 return EmbeddingError(text)
             if "filter" in lowered:
                 return InvalidFilterError(text)
-            if "dimension" in lowered:
+            if "dimension" in lowered or "must have length" in lowered:
                 return DimensionMismatchError(text)
             return InvalidArgumentError(text)
         return ServiceUnavailableError(text) if status == 0 else InvalidArgumentError(text)

@@ -31,6 +31,7 @@ DECLARE
     arn text;
     p record;
 BEGIN
+    PERFORM s3vl._config();  -- not configured: say so before anything else
     IF index_name IS NOT NULL AND index_arn IS NOT NULL THEN
         PERFORM s3vl._raise('invalid_argument', 'give index_name or index_arn, not both');
     END IF;
