@@ -62,7 +62,7 @@ class FakeVectors:
 def create_docs_sync(conn: psycopg.Connection[Any], rows: int, chunk_size: int | None = None,
                      index_arn: str = INDEX_ARN, bucket: str = "rc-bucket") -> str:
     """A source table ``public.docs`` with ``rows`` rows and a sync ``docs`` (no backfill queued)."""
-    conn.execute("CREATE TABLE public.docs (id int PRIMARY KEY, title text NOT NULL, body text)")
+    conn.execute("CREATE TABLE public.docs (id int PRIMARY KEY, title text, body text)")
     conn.execute("INSERT INTO public.docs SELECT g, 'title ' || g, 'body of ' || g FROM generate_series(1, %s) g",
                  (rows,))
     conn.execute(
@@ -96,11 +96,11 @@ def write_synced(conn: psycopg.Connection[Any], index: Any, ev: str, keys: Seque
             index.put(vkey, {"s3vl_id": key, "s3vl_ev": ev, "s3vl_hash": h, "s3vl_chunk": c})
         conn.execute(
             "INSERT INTO s3vl.sync_state (sync_name, key, content_hash, metadata_hash, embedding_version, "
-            "chunk_count, synced_at) VALUES (%s, %s, %s, 'm', %s, %s, now() - interval '1 hour') "
+            "chunk_count, chunked, synced_at) VALUES (%s, %s, %s, 'm', %s, %s, %s, now() - interval '1 hour') "
             "ON CONFLICT (sync_name, key) DO UPDATE SET content_hash = excluded.content_hash, "
             "embedding_version = excluded.embedding_version, chunk_count = excluded.chunk_count, "
-            "synced_at = excluded.synced_at",
-            (sync, key, h, ev, n))
+            "chunked = excluded.chunked, synced_at = excluded.synced_at",
+            (sync, key, h, ev, n, chunks is not None))
 
 
 def drain_outbox(conn: psycopg.Connection[Any], index: Any, ev: str, chunks: int | None = None,

@@ -219,3 +219,36 @@ def test_source_rows_drive_hashes(conn: psycopg.Connection[Any]) -> None:
     rows = current_rows(conn)
     assert [k for k, _ in rows] == ["1", "2", "3"]
     assert all(len(h) == 32 for _, h in rows)
+
+
+def test_blank_text_rows_have_no_vectors(conn: psycopg.Connection[Any], db_url: str) -> None:
+    index = FakeVectors()
+    ev = create_docs_sync(conn, 10)
+    write_synced(conn, index, ev)
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("UPDATE public.docs SET title = NULL WHERE id IN (9, 10)")  # text NULL: nothing to embed
+    conn.execute("SET session_replication_role = origin")
+    del index.vectors["10"]
+    conn.execute("DELETE FROM s3vl.sync_state WHERE key = '10'")  # as the worker leaves a blank row
+    report = run(db_url, index)
+    # 9 still has its vector: an orphan the worker would delete; 10 is not "missing"
+    assert counts(report) == {"orphaned": 1, "missing": 0, "stale": 0, "state_drift": 0}
+    assert report.source_rows == 8
+    run(db_url, index, apply=True, max_delete_share=0.5)
+    assert counts(run(db_url, index)) == ZERO
+
+
+def test_chunking_turned_on_makes_old_vectors_stale_not_orphans(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    index = FakeVectors()
+    ev = create_docs_sync(conn, 12)
+    write_synced(conn, index, ev)
+    conn.execute("SELECT s3vl.alter_sync('docs', chunk_size => 200)")  # queues every row again
+    report = run(db_url, index)
+    assert counts(report) == {"orphaned": 0, "missing": 0, "stale": 12, "state_drift": 0}
+    # a plain-key vector with no state row cannot be an old layout: it is an orphan
+    conn.execute("DELETE FROM s3vl.sync_state WHERE key = '1'")
+    report = run(db_url, index)
+    assert report.category(Category.ORPHANED).sample == ["1"]
+    assert report.category(Category.MISSING).count == 1
