@@ -471,3 +471,16 @@ def test_payload_and_body_errors(endpoint: EndpointHandle) -> None:
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req)
     assert exc.value.code == 404
+
+
+def test_payload_over_20_mib_is_rejected(endpoint: EndpointHandle) -> None:
+    import urllib.error
+    import urllib.request
+
+    body = b'{"vectorBucketName": "x", "pad": "' + b"p" * (20 * 1024 * 1024) + b'"}'
+    req = urllib.request.Request(f"{endpoint.url}/GetVectorBucket", data=body, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req)
+    assert exc.value.code == 400
+    assert exc.value.headers["x-amzn-ErrorType"] == "ValidationException"
+    assert json.loads(exc.value.read())["message"] == "Request payload size exceeds the limit of 20 MiB"
