@@ -779,15 +779,19 @@ provider_installation {{
     assert result["valid"] is True
 
 
+CHECKOV_TIMEOUT = pytest.mark.timeout(600)
+
+
 @pytest.fixture(scope="module")
 def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One checkov run over terraform/ per session (about 5 s; the first run installs checkov)."""
+    """One checkov run over terraform/ per session (about 5 s; the very first run also installs checkov
+    into its own venv, about 2 minutes, hence the longer timeouts of the tests that use it)."""
     out = tmp_path_factory.mktemp("checkov") / "report.json"
     proc = subprocess.run(
         ["bash", str(CHECKOV), "-d", str(TERRAFORM), "--framework", "terraform", "-o", "json"],
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=560,
         check=False,
         cwd=REPO,
     )
@@ -800,6 +804,7 @@ def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return report
 
 
+@CHECKOV_TIMEOUT
 def test_checkov_has_zero_failed_checks(checkov_report: dict[str, Any]) -> None:
     summary = checkov_report["summary"]
     failed = [
@@ -812,6 +817,7 @@ def test_checkov_has_zero_failed_checks(checkov_report: dict[str, Any]) -> None:
     assert summary["passed"] >= 150, summary
 
 
+@CHECKOV_TIMEOUT
 def test_checkov_really_scanned_the_key_resources(checkov_report: dict[str, Any]) -> None:
     # A resource whose count checkov cannot evaluate silently drops out of the scan: guard against it.
     checked = {c["resource"] for c in checkov_report["results"]["passed_checks"]}
@@ -829,6 +835,7 @@ def test_checkov_really_scanned_the_key_resources(checkov_report: dict[str, Any]
         assert resource in checked, resource
 
 
+@CHECKOV_TIMEOUT
 def test_checkov_skips_are_justified_next_to_the_resource(checkov_report: dict[str, Any]) -> None:
     skipped = checkov_report["results"]["skipped_checks"]
     for check in skipped:
