@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -91,7 +92,8 @@ def counts(out: dict[str, Any]) -> dict[str, int]:
 
 
 def test_cli_dry_run_apply_and_clean_second_run(
-    setup: tuple[psycopg.Connection[Any], EndpointIndex, str], db_url: str, endpoint: EndpointHandle
+    setup: tuple[psycopg.Connection[Any], EndpointIndex, str], db_url: str, endpoint: EndpointHandle,
+    tmp_path: Path,
 ) -> None:
     conn, index, ev = setup
     code, out = cli(db_url, endpoint)
@@ -105,9 +107,13 @@ def test_cli_dry_run_apply_and_clean_second_run(
     conn.execute("DELETE FROM public.docs WHERE id = 4")                    # orphaned
     conn.execute("SET session_replication_role = origin")
 
-    code, out = cli(db_url, endpoint)
+    metrics = tmp_path / "reconcile.prom"
+    code, out = cli(db_url, endpoint, "--metrics-file", str(metrics))
     assert code == 3, out
     assert counts(out) == {"orphaned": 2, "missing": 2, "stale": 1, "state_drift": 3}
+    prom = metrics.read_text()
+    assert 's3vl_reconcile_drift{category="orphaned",sync="docs"} 2.0' in prom
+    assert 's3vl_reconcile_exit_code{sync="docs"} 3.0' in prom
     assert out["syncs"][0]["categories"]["orphaned"]["sample"] == ["4", "ghost"]
 
     code, out = cli(db_url, endpoint, "--apply")

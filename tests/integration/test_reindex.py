@@ -111,12 +111,6 @@ def test_reindex_abort_and_misuse(docs: tuple[psycopg.Connection[Any], str], db_
         s3v.get_index(indexArn=started.new_index_arn)
 
 
-def test_new_physical_name() -> None:
-    assert reindex.new_physical_name("docs", 1_700_000_000) == "docs-r1700000000"
-    assert reindex.new_physical_name("docs-r1700000000", 1_800_000_000) == "docs-r1800000000"
-    assert len(reindex.new_physical_name("x" * 63, 1_700_000_000)) <= 63
-
-
 def test_reindex_cli_no_wait_then_abort(
     docs: tuple[psycopg.Connection[Any], str], db_url: str, aws_env: EndpointHandle
 ) -> None:

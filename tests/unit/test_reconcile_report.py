@@ -158,3 +158,25 @@ def test_iter_pages_raises_a_segment_error() -> None:
 def test_iter_pages_rejects_bad_segment_count() -> None:
     with pytest.raises(ValueError, match="segments"):
         list(iter_pages(FakeIndex(1, 1), 17))
+
+
+def test_terminal_progress_counts_pages() -> None:
+    from sync.reconcile_report import TerminalProgress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with TerminalProgress(console) as bar:
+        advance = bar("docs", 10)
+        advance(6)
+        advance(6)  # more than the state table expected: the total grows with it
+    text = out.getvalue()
+    assert "scan docs" in text
+    assert "12/12" in text
+
+
+def test_new_physical_index_name() -> None:
+    from sync.reindex import new_physical_name
+
+    assert new_physical_name("docs", 1_700_000_000) == "docs-r1700000000"
+    assert new_physical_name("docs-r1700000000", 1_800_000_000) == "docs-r1800000000"
+    assert len(new_physical_name("x" * 63, 1_700_000_000)) <= 63
