@@ -33,8 +33,11 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from s3vl_query import aws, operations  # noqa: E402
-from s3vl_query.errors import InternalError, QueryError  # noqa: E402
+from s3vl_query.errors import InternalError, InvalidArgumentError, QueryError  # noqa: E402
 from s3vl_query.requests import parse  # noqa: E402
+
+#: Lambda returns at most 6 MB (synchronous invocation); keep room for the envelope.
+MAX_ANSWER_BYTES = 6_000_000 - 16_384
 
 logger = logging.getLogger("s3vl_query")
 logger.setLevel(os.environ.get("S3VL_QUERY_LOG_LEVEL", "INFO").upper())
@@ -70,6 +73,12 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         request = parse(event)
         result = operations.run(request, budget, context)
         answer: dict[str, Any] = {"ok": True, "result": result}
+        size = len(json.dumps(answer, default=str))
+        if size > MAX_ANSWER_BYTES:
+            raise InvalidArgumentError(
+                f"the result is {size} bytes, more than Lambda can return ({MAX_ANSWER_BYTES}); "
+                "lower top_k / max_results, or ask without metadata or vector data"
+            )
         _log(logging.INFO, "request.done", request_id=request_id, operation=operation,
              elapsed_ms=_ms(started))
     except QueryError as exc:

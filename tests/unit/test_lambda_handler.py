@@ -439,3 +439,12 @@ def test_query_text_unknown_model_is_an_embedding_error(bedrock: Stubber) -> Non
                            "embedding_model": "meta.llama3", "dimension": 5}))
     assert err["code"] == "embedding_failed"
     assert "not supported" in err["message"]
+
+
+def test_an_answer_too_big_for_lambda_is_refused_with_advice(s3v: Stubber, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler, "MAX_ANSWER_BYTES", 2_000)
+    s3v.add_response("query_vectors", {"vectors": [{"key": f"k{i}", "distance": 0.1, "metadata": {"t": "x" * 100}}
+                                                   for i in range(30)], "distanceMetric": "cosine"})
+    err = error_of(invoke(query_event(top_k=30)))
+    assert err["code"] == "invalid_argument"
+    assert "lower top_k" in err["message"]
