@@ -123,7 +123,8 @@ def _loads(raw: bytes) -> Any:
 
 def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A JSON success response (rest-json: ``application/json`` body)."""
-    resp = Response(orjson.dumps(obj), status=status, mimetype="application/json")
+    body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    resp = Response(body, status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp
