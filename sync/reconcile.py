@@ -190,13 +190,18 @@ def reconcile_one(
                              embedding_version=target.embedding_version, applied=options.apply,
                              started_at=started, segments=options.segments)
     run_id = _record_start(conn, report)
+    locked = False
     try:
+        locked = _lock(conn, target.name)
         _scan_and_classify(conn, target, client, options, report, progress)
         if options.apply:
             _repair(conn, target, client, options, report)
     except (psycopg.Error, BotoCoreError, ClientError, S3vlError) as exc:
         report.error = f"{type(exc).__name__}: {str(exc).strip()}"
         bound.error("reconcile.failed", error=report.error)
+    finally:
+        if locked:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_LOCK_PREFIX + target.name,))
     report.finished_at = _db_now(conn)
     _record_finish(conn, run_id, report)
     _observe(report)
@@ -204,6 +209,17 @@ def reconcile_one(
                **{name: r.count for name, r in report.categories.items()},
                remaining=report.remaining, exit_code=int(report.exit_code()))
     return report
+
+
+_LOCK_PREFIX = "s3vl.reconcile:"
+
+
+def _lock(conn: psycopg.Connection[Any], sync: str) -> bool:
+    """One reconcile per sync at a time (a session advisory lock, released at the end or on disconnect)."""
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (_LOCK_PREFIX + sync,)).fetchone()
+    if not (row and row[0]):
+        raise ReconcileError(f"another reconcile of sync {sync!r} is running; try again when it has finished")
+    return True
 
 
 def _record_start(conn: psycopg.Connection[Any], report: ReconcileReport) -> int:

@@ -226,10 +226,14 @@ def scan_into(
     segments: int = MAX_SEGMENTS,
     progress: Callable[[int], None] | None = None,
     queue_pages: int = 32,
+    rows_per_statement: int = 200_000,
 ) -> ScanStats:
     """Stream every vector of the index into ``table`` with COPY; returns the scan's counts.
 
-    ``progress`` is called with the number of vectors of each page as it is written.
+    ``progress`` is called with the number of vectors of each page as it is written. The COPY
+    is ended and restarted every ``rows_per_statement`` rows, so that (on an autocommit
+    connection) no transaction stays open for the whole scan of a large index, holding back
+    VACUUM on the database.
     """
     stats = ScanStats(segments=segments, per_segment=[0] * segments)
     started = time.monotonic()
@@ -237,17 +241,25 @@ def scan_into(
         table, sql.SQL(", ").join(sql.Identifier(c) for c in SCAN_COLUMNS)
     )
     pages = iter_pages(lister, segments, queue_pages)
-    with contextlib.closing(pages), conn.cursor() as cur, cur.copy(copy_sql) as copy:
+    with contextlib.closing(pages), conn.cursor() as cur, contextlib.ExitStack() as stack:
+        copy: psycopg.Copy | None = None
+        in_statement = 0
         for segment, rows in pages:
             if not rows:
                 continue
+            if copy is None:
+                copy = stack.enter_context(cur.copy(copy_sql))
             for row in rows:
                 copy.write_row(row)
+            in_statement += len(rows)
             stats.pages += 1
             stats.vectors += len(rows)
             stats.per_segment[segment] += len(rows)
             if progress is not None:
                 progress(len(rows))
+            if in_statement >= rows_per_statement:
+                stack.close()  # ends this COPY (its transaction commits)
+                copy, in_statement = None, 0
     conn.execute(sql.SQL("ANALYZE {}").format(table))
     stats.seconds = time.monotonic() - started
     log.info("reconcile.scanned", vectors=stats.vectors, pages=stats.pages, segments=segments,

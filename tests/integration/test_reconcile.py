@@ -252,3 +252,30 @@ def test_chunking_turned_on_makes_old_vectors_stale_not_orphans(
     report = run(db_url, index)
     assert report.category(Category.ORPHANED).sample == ["1"]
     assert report.category(Category.MISSING).count == 1
+
+
+def test_one_reconcile_per_sync_at_a_time(conn: psycopg.Connection[Any], db_url: str) -> None:
+    index = FakeVectors()
+    ev = create_docs_sync(conn, 5)
+    write_synced(conn, index, ev)
+    with psycopg.connect(db_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(hashtextextended('s3vl.reconcile:docs', 0))")
+        busy = run(db_url, index)
+        assert busy.error is not None
+        assert "another reconcile" in busy.error
+        assert busy.exit_code() is ExitCode.ERROR
+    assert run(db_url, index).exit_code() is ExitCode.CLEAN
+
+
+def test_scan_commits_in_bounded_statements(conn: psycopg.Connection[Any]) -> None:
+    from sync.reconcile_scan import boto3_lister, create_scan_table, scan_into
+    from tests.integration.reconcile_support import INDEX_ARN
+
+    index = FakeVectors()
+    for i in range(101):
+        index.put(f"k{i}", {"s3vl_id": f"k{i}"})
+    table = create_scan_table(conn)
+    stats = scan_into(conn, boto3_lister(index, INDEX_ARN, page_size=5), table, segments=3, rows_per_statement=7)
+    assert stats.vectors == 101
+    assert sum(stats.per_segment) == 101
+    assert conn.execute("SELECT count(*), count(DISTINCT key) FROM s3vl_reconcile_scan").fetchone() == (101, 101)
