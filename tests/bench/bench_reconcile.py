@@ -91,16 +91,17 @@ def load(url: str, endpoint_url: str, rows: int, drift: int) -> dict[str, Any]:
     return {"orphaned": drift, "missing": drift, "stale": drift, "state_drift": drift}
 
 
-def child(url: str, endpoint_url: str, segments: int) -> None:
+def child(url: str, endpoint_url: str, segments: int, apply: bool) -> None:
     """Run in a fresh process so ru_maxrss is the reconcile's own peak."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("S3VL_", "AWS_"))}
     env.update(S3VL_DATABASE_URL=url, AWS_ENDPOINT_URL=endpoint_url, AWS_REGION=REGION,
                AWS_ACCESS_KEY_ID=DUMMY_KEY, AWS_SECRET_ACCESS_KEY=DUMMY_KEY, S3VL_LOG_LEVEL="warning")
+    extra = ", '--apply'" if apply else ""
     code = (
         "import json, resource, sys, time\n"
         "from sync.cli import main\n"
         "t = time.monotonic()\n"
-        f"rc = main(['reconcile', '--json', '--no-progress', '--segments', '{segments}'])\n"
+        f"rc = main(['reconcile', '--json', '--no-progress', '--segments', '{segments}'{extra}])\n"
         "print(json.dumps({'wall': time.monotonic() - t, 'maxrss_kb': "
         "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'rc': rc}), file=sys.stderr)\n"
     )
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--segments", type=int, default=16)
     parser.add_argument("--drift", type=int, default=None, help="keys per drift category (default rows/10000)")
+    parser.add_argument("--apply", action="store_true", help="reconcile --apply (repairs timed too)")
     args = parser.parse_args()
     drift = args.drift if args.drift is not None else max(args.rows // 10_000, 1)
 
@@ -126,25 +128,30 @@ def main() -> None:
               f"{drift} keys of drift per category, {os.cpu_count()} CPUs", flush=True)
         expected = load(url, ep.url, args.rows, drift)
         t0 = time.monotonic()
-        out = subprocess.run([sys.executable, __file__, "--child", url, ep.url, str(args.segments)],
+        out = subprocess.run([sys.executable, __file__, "--child", url, ep.url, str(args.segments),
+                              "apply" if args.apply else "dry"],
                              capture_output=True, text=True, check=True).stdout
         elapsed = time.monotonic() - t0
         result = json.loads(out.strip().splitlines()[-1])
         (sync,) = result["report"]["syncs"]
         found = {name: c["count"] for name, c in sync["categories"].items()}
         stats = result["stats"]
-        print(f"  reconcile (dry run, child process): wall {stats['wall']:.1f} s "
-              f"(scan {sync['scan_seconds']:.1f} s, classify {sync['classify_seconds']:.1f} s), "
+        mode = "--apply" if args.apply else "dry run"
+        print(f"  reconcile ({mode}, child process): wall {stats['wall']:.1f} s "
+              f"(scan {sync['scan_seconds']:.1f} s, classify {sync['classify_seconds']:.1f} s, "
+              f"repair {sync['repair_seconds']:.1f} s), "
               f"peak RSS {stats['maxrss_kb'] / 1024:.0f} MiB, exit {stats['rc']} (incl. start-up: {elapsed:.1f} s)")
         print(f"  listed {sync['index_vectors']} vectors in {sync['pages']} pages "
               f"({sync['index_vectors'] / max(sync['scan_seconds'], 1e-9):,.0f} vectors/s)")
         print(f"  found {found}; expected {expected}: {'OK' if found == expected else 'MISMATCH'}")
+        if args.apply:
+            print(f"  repaired {({n: c['repaired'] for n, c in sync['categories'].items()})}")
         if found != expected:
             raise SystemExit(1)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "apply")
     else:
         main()
