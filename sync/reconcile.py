@@ -273,6 +273,8 @@ def _repair(
     options: ReconcileOptions,
     report: ReconcileReport,
 ) -> None:
+    # Refusal stops every repair, not only the deletes: a database that would delete much of the
+    # index (a wrong URL, an old backup) must not enqueue or rewrite state against it either.
     orphans = report.category(Category.ORPHANED).count
     decision = check_delete_share(orphans, report.index_vectors, options.max_delete_share, options.force)
     if not decision.allowed:

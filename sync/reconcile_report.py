@@ -99,7 +99,8 @@ def check_delete_share(orphans: int, index_vectors: int, max_share: float, force
         limit=max_share,
         reason=(
             f"refusing to delete {orphans} of {index_vectors} vectors ({share:.1%} > limit {max_share:.0%}); "
-            "check S3VL_DATABASE_URL and the sync's index, then re-run with --force if this is intended"
+            "nothing was changed; check S3VL_DATABASE_URL and the sync's index, then re-run with --force "
+            "if this is intended"
         ),
     )
 
