@@ -143,8 +143,8 @@ variable "embedding_model_ids" {
   default     = ["amazon.titan-embed-text-v2:0"]
 
   validation {
-    condition     = length(var.embedding_model_ids) > 0 && alltrue([for m in var.embedding_model_ids : length(m) > 0 && m != "*"])
-    error_message = "List at least one model id, and no wildcard."
+    condition     = length(var.embedding_model_ids) > 0 && alltrue([for m in var.embedding_model_ids : length(m) > 0 && !strcontains(m, "*")])
+    error_message = "List at least one model id, and no wildcard (the roles may invoke exactly these models)."
   }
 }
 
