@@ -122,18 +122,21 @@ def test_safety_limit_refuses_mass_delete(conn: psycopg.Connection[Any], db_url:
     conn.execute("SET session_replication_role = replica")
     conn.execute("DELETE FROM public.docs WHERE id <= 5")  # 5 of 40 = 12.5% > 10%
     conn.execute("SET session_replication_role = origin")
+    del index.vectors["20"]  # a missing vector: not enqueued either when the run is refused
 
     refused = run(db_url, index, apply=True)
     assert refused.category(Category.ORPHANED).count == 5
     assert refused.refused
     assert "--force" in refused.refused
     assert refused.exit_code() is ExitCode.REFUSED
-    assert len(index.vectors) == 40
+    assert len(index.vectors) == 39
     assert index.delete_calls == []
+    assert conn.execute("SELECT count(*) FROM s3vl.outbox").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM s3vl.sync_state").fetchone() == (40,)
 
     allowed = run(db_url, index, apply=True, max_delete_share=0.2)
     assert allowed.category(Category.ORPHANED).repaired == 5
-    assert len(index.vectors) == 35
+    assert len(index.vectors) == 34
 
 
 def test_force_overrides_safety_limit(conn: psycopg.Connection[Any], db_url: str) -> None:
