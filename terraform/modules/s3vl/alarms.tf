@@ -71,6 +71,25 @@ resource "aws_cloudwatch_metric_alarm" "lambda_dlq" {
   tags                = local.tags
 }
 
+resource "aws_cloudwatch_metric_alarm" "reconcile_not_started" {
+  count = var.reconcile_enabled ? 1 : 0
+
+  alarm_name          = "${var.name}-reconcile-not-started"
+  alarm_description   = "EventBridge Scheduler could not start the s3vl reconcile task (see its dead-letter queue for the error)."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.scheduler_dlq[0].name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
 resource "aws_cloudwatch_metric_alarm" "outbox_lag" {
   for_each = local.syncs
 

@@ -81,6 +81,21 @@ output "reconcile_task_definition_arn" {
   value       = aws_ecs_task_definition.reconcile.arn
 }
 
+output "lambda_log_group_name" {
+  description = "Log group of the query Lambda."
+  value       = aws_cloudwatch_log_group.lambda.name
+}
+
+output "worker_log_group_name" {
+  description = "Log group of the worker (its EMF lines carry OutboxLagSeconds and FailedRows)."
+  value       = aws_cloudwatch_log_group.worker.name
+}
+
+output "reconcile_log_group_name" {
+  description = "Log group of the reconcile job (its EMF lines carry ReconcileDrift)."
+  value       = aws_cloudwatch_log_group.reconcile.name
+}
+
 output "kms_key_arn" {
   description = "KMS key encrypting the log groups, queues, secret, topic, schedule and Lambda environment."
   value       = local.kms_key_arn
