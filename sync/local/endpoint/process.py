@@ -68,11 +68,17 @@ def start(
     ]  # fmt: skip
     if faults:
         cmd += ["--faults", json.dumps(faults)]
+    env = dict(os.environ)
     if embedder:
         cmd += ["--embedder", embedder]  # hash | minilm: what computes Bedrock's vectors
+    if embedder == "minilm":
+        # MiniLM's small matrix products: one BLAS thread per process measured 2x less CPU per
+        # text on 2 shared cores (tests/bench/bench_local_embedder.py); the worker and PostgreSQL
+        # need the other core. An explicit OPENBLAS_NUM_THREADS still wins.
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
         )
     url = url_for(host, port)
     deadline = time.monotonic() + timeout
