@@ -443,6 +443,7 @@ _VALID_TFVARS = {
         ({"lambda_reserved_concurrency": "0"}, "at least 1"),
         ({"lambda_runtime": '"python3.9"'}, "lambda_runtime must be"),
         ({"vector_bucket_name": '"My_Bucket"'}, "vector_bucket_name must be"),
+        ({"worker_environment": '{ S3VL_DATABASE_URL = "postgresql://u:p@h/d" }'}, "never from worker_environment"),
     ],
     ids=[
         "valid",
@@ -455,6 +456,7 @@ _VALID_TFVARS = {
         "concurrency",
         "runtime",
         "bucket-name",
+        "url-in-environment",
     ],
 )
 def test_variable_validations(tmp_path: Path, override: dict[str, str], message: str | None) -> None:

@@ -347,6 +347,11 @@ variable "worker_environment" {
   description = "Extra plain environment variables of the worker and reconcile containers (S3VL_* settings). Never put secrets here."
   type        = map(string)
   default     = {}
+
+  validation {
+    condition     = length([for k in keys(var.worker_environment) : k if can(regex("(?i)(database_url|password|secret)", k))]) == 0
+    error_message = "The database URL and other secrets come from Secrets Manager (database_url_secret_arn), never from worker_environment."
+  }
 }
 
 variable "metrics_port" {
