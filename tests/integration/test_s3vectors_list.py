@@ -137,3 +137,18 @@ def test_listing_is_stable_under_concurrent_writes(s3v: Any, endpoint: Any) -> N
     listed_stable = [k for k in seen if k in set(stable)]
     assert sorted(listed_stable) == stable
     assert len(seen) == len(set(seen))
+
+
+def test_pages_stop_near_one_megabyte(s3v: Any) -> None:
+    b = f"l-{uuid.uuid4().hex[:12]}"
+    s3v.create_vector_bucket(vectorBucketName=b)
+    arn = s3v.create_index(vectorBucketName=b, indexName="idx", dataType="float32", dimension=4096, distanceMetric="cosine")[
+        "indexArn"
+    ]
+    keys = [f"v{i:03d}" for i in range(60)]
+    s3v.put_vectors(indexArn=arn, vectors=[{"key": k, "data": {"float32": [0.5] * 4096}} for k in keys])
+    page = s3v.list_vectors(indexArn=arn, maxResults=1000, returnData=True)
+    assert 10 < len(page["vectors"]) < 60  # the dataset size, not maxResults, ended the page
+    assert "nextToken" in page
+    assert [v["key"] for v in list_all(s3v, arn, maxResults=1000, returnData=True)] == keys
+    assert len(s3v.list_vectors(indexArn=arn, maxResults=1000)["vectors"]) == 60  # keys only: small
