@@ -142,9 +142,9 @@ def test_listing_is_stable_under_concurrent_writes(s3v: Any, endpoint: Any) -> N
 def test_pages_stop_near_one_megabyte(s3v: Any) -> None:
     b = f"l-{uuid.uuid4().hex[:12]}"
     s3v.create_vector_bucket(vectorBucketName=b)
-    arn = s3v.create_index(vectorBucketName=b, indexName="idx", dataType="float32", dimension=4096, distanceMetric="cosine")[
-        "indexArn"
-    ]
+    arn = s3v.create_index(
+        vectorBucketName=b, indexName="idx", dataType="float32", dimension=4096, distanceMetric="cosine"
+    )["indexArn"]
     keys = [f"v{i:03d}" for i in range(60)]
     s3v.put_vectors(indexArn=arn, vectors=[{"key": k, "data": {"float32": [0.5] * 4096}} for k in keys])
     page = s3v.list_vectors(indexArn=arn, maxResults=1000, returnData=True)
