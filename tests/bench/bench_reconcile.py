@@ -80,9 +80,11 @@ def load(url: str, endpoint_url: str, rows: int, drift: int) -> dict[str, Any]:
         print(f"  vectors: {rows} in {time.monotonic() - t1:.1f} s", flush=True)
 
         # drift: `drift` keys per category
-        s3v.delete_vectors(indexArn=arn, keys=[str(i) for i in range(1, drift + 1)])        # missing (+drift)
-        s3v.put_vectors(indexArn=arn, vectors=[{"key": f"ghost-{i}", "data": {"float32": [1, 0, 0, 0]},
-                                                "metadata": {"s3vl_id": f"ghost-{i}"}} for i in range(drift)])
+        for start in range(0, drift, 500):  # the API takes at most 500 keys / vectors a call
+            end = min(start + 500, drift)
+            s3v.delete_vectors(indexArn=arn, keys=[str(i) for i in range(start + 1, end + 1)])  # missing (+drift)
+            s3v.put_vectors(indexArn=arn, vectors=[{"key": f"ghost-{i}", "data": {"float32": [1, 0, 0, 0]},
+                                                    "metadata": {"s3vl_id": f"ghost-{i}"}} for i in range(start, end)])
         conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE public.docs SET body = 'changed' WHERE id > %s AND id <= %s", (drift, 2 * drift))
         conn.execute("SET session_replication_role = origin")
