@@ -80,6 +80,7 @@ class Config:
         return docs[name]
 
 
+@cache
 def load_folder(folder: Path) -> Config:
     cfg = Config(folder)
     for path in sorted(folder.glob("*.tf")):
@@ -105,12 +106,10 @@ def load_folder(folder: Path) -> Config:
     return cfg
 
 
-@cache
 def module() -> Config:
     return load_folder(MODULE)
 
 
-@cache
 def example() -> Config:
     return load_folder(EXAMPLE)
 
