@@ -240,6 +240,10 @@ class Store:
             conn.execute("DELETE FROM indexes WHERE id = ?", (index_id,))
 
     # -- vectors ----------------------------------------------------------------------------
+    def count_vectors(self, index_id: int) -> int:
+        with self._reader() as conn:
+            return int(conn.execute("SELECT count(*) FROM vectors WHERE index_id = ?", (index_id,)).fetchone()[0])
+
     def iter_vectors(self, index_id: int) -> Iterator[tuple[str, bytes, str | None]]:
         with self._reader() as conn:
             cur = conn.execute("SELECT key, data, metadata FROM vectors WHERE index_id = ?", (index_id,))
