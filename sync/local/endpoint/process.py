@@ -58,7 +58,7 @@ def start(
 
     Raises :class:`~sync.errors.LocalStackError` (with the log's tail) if it exits or does not
     become healthy within ``timeout`` seconds. The endpoint loads every index into memory
-    before it answers health (about 5 s per 100,000 vectors of 1,024 dimensions).
+    before it answers health (about 3 s per 100,000 vectors of 1,024 dimensions).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
