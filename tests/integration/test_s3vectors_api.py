@@ -484,3 +484,13 @@ def test_payload_over_20_mib_is_rejected(endpoint: EndpointHandle) -> None:
     assert exc.value.code == 400
     assert exc.value.headers["x-amzn-ErrorType"] == "ValidationException"
     assert json.loads(exc.value.read())["message"] == "Request payload size exceeds the limit of 20 MiB"
+
+
+def test_plain_boto3_client_from_environment(aws_env: EndpointHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    b = name("env")
+    boto3.client("s3vectors").create_vector_bucket(vectorBucketName=b)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3VECTORS", aws_env.url)
+    assert boto3.client("s3vectors").get_vector_bucket(vectorBucketName=b)["vectorBucket"]["vectorBucketName"] == b
