@@ -352,6 +352,8 @@ def test_put_get_delete_round_trip_float32(s3v: Any, index: tuple[str, str]) -> 
          "Invalid record for key 'z': vector must not be a zero vector for the cosine distance metric"),
         ([vec("big", [1e39, 1.0, 1.0, 1.0])], "/vectors/0/data/float32",
          "Invalid record for key 'big': vector must not contain NaN or infinite values"),
+        ([vec("nan", [float("nan"), 1.0, 1.0, 1.0])], "/vectors/0/data/float32",
+         "Invalid record for key 'nan': vector must not contain NaN or infinite values"),
         ([vec("m", nested={"a": 1})], "/vectors/0/metadata",
          "Invalid record for key 'm': metadata key 'nested' must be a string, number, boolean or an array of them"),
         ([vec("m", **{f"k{i}": i for i in range(51)})], "/vectors/0/metadata",
