@@ -1,6 +1,8 @@
 """Throughput of the local embedders (texts/s on this machine).
 
-Run: ``.venv/bin/python tests/bench/bench_local_embedder.py [--texts N] [--dimensions D]``
+Run: ``.venv/bin/python tests/bench/bench_local_embedder.py [--texts N] [--dimensions D]
+[--endpoint URL]``; with ``--endpoint`` (a running local endpoint, e.g. ``s3vl dev up``) it also
+measures Bedrock ``InvokeModel`` through boto3: Titan v2 (one text per call) and Cohere (96).
 
 Texts are synthetic product descriptions of 8-60 words (typical rows of a sync), generated from
 a fixed seed. Prints texts/s and tokens/s for the hashed embedder and for MiniLM (skipped with a
@@ -13,6 +15,7 @@ import argparse
 import os
 import random
 import time
+import urllib.request
 
 from sync.errors import LocalModelMissingError
 from sync.local.embedding import HashedEmbedder, LocalEmbedder, MiniLMEmbedder
@@ -103,10 +106,37 @@ def measure(embedder: LocalEmbedder, texts: list[str], dimensions: int, repeats:
     return len(texts) / best, tokens / best, cpu / len(texts) * 1000
 
 
+def measure_endpoint(url: str, texts: list[str]) -> None:
+    """texts/s through HTTP + boto3, with whatever embedder the endpoint runs."""
+    import json
+
+    import boto3
+
+    client = boto3.client(
+        "bedrock-runtime", endpoint_url=url, region_name="us-west-2",
+        aws_access_key_id="s3vl-local", aws_secret_access_key="s3vl-local",
+    )  # fmt: skip
+    embedder = json.loads(urllib.request.urlopen(f"{url}/_s3vl/bedrock/config", timeout=10).read())["embedder"]
+    titan = texts[:64]
+    client.invoke_model(modelId="amazon.titan-embed-text-v2:0", body=json.dumps({"inputText": titan[0]}))
+    start = time.perf_counter()
+    for text in titan:
+        client.invoke_model(modelId="amazon.titan-embed-text-v2:0", body=json.dumps({"inputText": text}))
+    rate = len(titan) / (time.perf_counter() - start)
+    print(f"endpoint[{embedder}] titan-v2  1 text/call  {rate:8.0f} texts/s")
+    start = time.perf_counter()
+    for i in range(0, len(texts), 96):
+        body = {"texts": texts[i : i + 96], "input_type": "search_document"}
+        client.invoke_model(modelId="cohere.embed-english-v3", body=json.dumps(body))
+    rate = len(texts) / (time.perf_counter() - start)
+    print(f"endpoint[{embedder}] cohere-v3 96 texts/call {rate:8.0f} texts/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--dimensions", type=int, default=1024)
+    parser.add_argument("--endpoint", default=None, help="also measure InvokeModel through this endpoint URL")
     args = parser.parse_args()
     texts = make_texts(args.texts)
     load = os.getloadavg()[0]
@@ -116,6 +146,9 @@ def main() -> None:
 
     rate, tok, cpu = measure(HashedEmbedder(), texts, args.dimensions)
     print(f"hash    {rate:10.0f} texts/s {tok:12.0f} tokens/s {cpu:8.3f} CPU ms/text")
+
+    if args.endpoint:
+        measure_endpoint(args.endpoint, texts)
 
     minilm = MiniLMEmbedder()
     try:
