@@ -301,3 +301,21 @@ def test_example_walkthrough_command_prints_the_exports(walk: Walk, endpoint: En
     assert lines[0] == f"export S3VL_S3_INDEX_ARN={arn}"
     assert lines[1] == f"export S3VL_LAMBDA_FUNCTION_ARN={LAMBDA_ARN}"
     assert "loaded 50 vectors" in result.stderr
+
+
+def test_top_k_over_several_query_pages(ready: Walk) -> None:
+    """The endpoint pages QueryVectors by 100 (nextToken); top_k => 250 needs three pages."""
+    s3v = ready.endpoint.client("s3vectors")
+    s3v.create_index(vectorBucketName=ready.bucket, indexName="many", dataType="float32", dimension=3,
+                     distanceMetric="cosine")
+    arn = s3v.get_index(vectorBucketName=ready.bucket, indexName="many")["index"]["indexArn"]
+    s3v.put_vectors(indexArn=arn, vectors=[
+        {"key": f"m{i:03d}", "data": {"float32": [1.0, i / 300, (i % 7) / 7]}} for i in range(300)])
+    with ready.connect() as conn:
+        conn.execute("SELECT s3vl.register_index('many', %s)", (arn,))
+        rows = conn.execute("SELECT vector_id, distance FROM s3vl.query_vectors(ARRAY[1.0, 0.0, 0.0], 'many', "
+                            "top_k => 250, return_metadata => false)").fetchall()
+    assert len(rows) == 250
+    assert len({r[0] for r in rows}) == 250
+    assert [r[1] for r in rows] == sorted(r[1] for r in rows)
+    assert rows[0][0] == "m000"
