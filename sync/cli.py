@@ -316,6 +316,13 @@ def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     return 3 if totals.failed else 0
 
 
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from sync import demo
+
+    demo.run(settings, count=args.products, embedder=args.embedder)
+    return 0
+
+
 def _add_sync_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser("worker", help="run the sync worker: outbox -> Bedrock -> S3 Vectors",
                             description="Lease changed keys, embed what changed, write S3 Vectors, record state. "
@@ -342,6 +349,11 @@ def _add_sync_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     backfill.add_argument("--batch-size", type=int, metavar="N", help="keys per batch")
     backfill.add_argument("--no-progress", action="store_true", help="no progress bar")
     backfill.set_defaults(handler=_cmd_backfill, sync=None)
+    demo = sub.add_parser("demo", help="the whole thing locally: stack, 1,200 products, sync, SQL questions")
+    demo.add_argument("--products", type=int, default=1200, help="catalogue size (default 1200)")
+    demo.add_argument("--embedder", choices=["minilm", "hash"], default="minilm",
+                      help="local model behind Bedrock (default minilm: semantic)")
+    demo.set_defaults(handler=_cmd_demo)
 
 
 # --- parser ---------------------------------------------------------------------------------
