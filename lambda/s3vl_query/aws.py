@@ -61,7 +61,8 @@ TRANSIENT_CODES = {
 }
 BASE_DELAY_S = 0.05
 MAX_DELAY_S = 2.0
-SAFETY_MARGIN_S = 0.25  # time kept back to build and return the answer
+SAFETY_MARGIN_S = 0.25  # at least this much time is kept back to build and return the answer
+SAFETY_FRACTION = 0.1  # ... or this fraction of the invocation's time, if more
 
 _CONFIG = Config(
     retries={"max_attempts": 1, "mode": "standard"},
@@ -93,7 +94,8 @@ class Budget:
             except (TypeError, ValueError):
                 remaining_ms = None
         remaining = remaining_ms / 1000.0 if remaining_ms is not None else default_s
-        return cls(time.monotonic() + max(remaining - SAFETY_MARGIN_S, 0.0))
+        margin = max(SAFETY_MARGIN_S, SAFETY_FRACTION * remaining)
+        return cls(time.monotonic() + max(remaining - margin, 0.0))
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -142,14 +144,18 @@ def call(fn: Callable[..., T], what: str, budget: Budget, **kwargs: Any) -> T:
     while True:
         if budget.remaining() <= 0:
             raise QueryTimeoutError(f"{what}: the Lambda's time budget ran out")
+        t0 = time.monotonic()
         try:
             return fn(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             error = translate(exc, what)
             if not error.retryable:
                 raise error from exc
+            took = time.monotonic() - t0
             delay = random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * (2**attempt)))  # noqa: S311
-            if budget.remaining() <= delay:
+            # Retry only if, after the pause, another attempt (as slow as this one, with room to
+            # spare) still fits: a clean error beats being killed at the Lambda's timeout.
+            if budget.remaining() <= delay + 2 * took:
                 if isinstance(error, ThrottledError):
                     raise ThrottledError(
                         f"{error.message} (still throttled after {attempt + 1} attempts)"

@@ -203,7 +203,7 @@ def test_throttled_by_the_lambda_api(ready: Walk, conn: psycopg.Connection[Any])
 
 
 def test_throttled_by_s3_vectors_past_the_lambdas_budget(ready: Walk, conn: psycopg.Connection[Any]) -> None:
-    arn = register_function(ready.endpoint, "s3vl-query-short", "lambda_handler", timeout_s=2.0,
+    arn = register_function(ready.endpoint, "s3vl-query-short", "lambda_handler", timeout_s=3.0,
                             handler_file=query_handler_file())
     conn.execute("SELECT s3vl.configure(%s, 'us-west-2')", (arn,))
     ready.endpoint.admin.set_faults({"rules": [{"service": "s3vectors", "operation": "QueryVectors",
