@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: WAL size above which the background thread checkpoints.
+CHECKPOINT_WAL_BYTES = 32 * 1024 * 1024
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
     name TEXT PRIMARY KEY,
@@ -108,6 +111,13 @@ class Store:
         self._readers: list[sqlite3.Connection] = []
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
+        # Checkpoints copy the WAL into the database file and fsync: done by a background thread
+        # (PASSIVE: never blocks writers or readers), not inside the write that crosses the
+        # auto-checkpoint threshold, so a PutVectors does not pay for its predecessors.
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -115,6 +125,19 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect()
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            while not self._stop.wait(0.5):
+                try:
+                    if wal.exists() and wal.stat().st_size > CHECKPOINT_WAL_BYTES:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except (OSError, sqlite3.Error):
+                    continue
+        finally:
+            conn.close()
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
@@ -145,6 +168,10 @@ class Store:
             conn.execute("COMMIT")
 
     def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join(timeout=5)
+        with self._write_lock, suppress(sqlite3.Error):
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         with self._pool_lock:
             for conn in self._readers:
                 with suppress(sqlite3.Error):
