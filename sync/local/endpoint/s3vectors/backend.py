@@ -100,8 +100,10 @@ class S3VectorsBackend:
             self.indexes[(row.bucket, row.name)] = self._load_index(row)
 
     def _load_index(self, row: IndexRow) -> VectorIndex:
-        # Sized up front: growing a 100,000 x 1,024 matrix by doubling costs seconds of copying.
-        ix = VectorIndex(row, capacity=max(1024, self.store.count_vectors(row.id)))
+        # Sized up front with 25% headroom: growing a 100,000 x 1,024 matrix by doubling costs
+        # seconds of copying, at load and in the first PutVectors after it.
+        count = self.store.count_vectors(row.id)
+        ix = VectorIndex(row, capacity=max(1024, count + count // 4))
         batch_keys: list[str] = []
         batch_data: list[bytes] = []
         batch_md: list[dict[str, Any] | None] = []
