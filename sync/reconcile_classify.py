@@ -215,6 +215,13 @@ _SAMPLES = {
 }
 
 
+_QUEUED = """
+SELECT count(*) FILTER (WHERE k.missing), count(*) FILTER (WHERE k.stale)
+FROM s3vl_rc_keys AS k JOIN s3vl.outbox AS o ON o.sync_name = %s AND o.key = k.id AND o.status = 'pending'
+WHERE k.missing OR k.stale
+"""
+
+
 @dataclass
 class Counts:
     categories: dict[str, CategoryResult]
@@ -233,6 +240,10 @@ def counts(conn: psycopg.Connection[Any], sync_name: str, sample_size: int) -> C
     for cat, n in numbers.items():
         sample = [str(r[0]) for r in conn.execute(_SAMPLES[cat], (sample_size,))] if n else []
         cats[cat.value] = CategoryResult(count=n, sample=sample)
+    if missing or stale:
+        q = conn.execute(_QUEUED, (sync_name,)).fetchone()
+        assert q is not None
+        cats[Category.MISSING.value].queued, cats[Category.STALE.value].queued = int(q[0]), int(q[1])
     return Counts(categories=cats, source_rows=source_rows, state_rows=state_rows)
 
 

@@ -65,6 +65,8 @@ class CategoryResult:
     count: int = 0
     sample: list[str] = field(default_factory=list)
     repaired: int = 0
+    #: keys of this category already waiting in the outbox (missing/stale: a worker will fix them)
+    queued: int = 0
 
     @property
     def remaining(self) -> int:
@@ -171,7 +173,8 @@ def report_from_dict(data: Mapping[str, Any]) -> ReconcileReport:
     fields["started_at"] = datetime.fromisoformat(data["started_at"])
     fields["finished_at"] = datetime.fromisoformat(data["finished_at"]) if data.get("finished_at") else None
     fields["categories"] = {
-        name: CategoryResult(count=r["count"], sample=list(r["sample"]), repaired=r.get("repaired", 0))
+        name: CategoryResult(count=r["count"], sample=list(r["sample"]), repaired=r.get("repaired", 0),
+                             queued=r.get("queued", 0))
         for name, r in data["categories"].items()
     }
     return ReconcileReport(**fields)
@@ -205,7 +208,8 @@ def render(reports: list[ReconcileReport], console: Console, sample_size: int = 
             res = r.category(cat)
             repaired = str(res.repaired) if r.applied else (REPAIR[cat] if res.count else "-")
             sample = ", ".join(res.sample[:sample_size]) + (" ..." if res.count > sample_size else "")
-            table.add_row(cat.value, str(res.count), repaired, sample)
+            count = f"{res.count} ({res.queued} queued)" if res.queued else str(res.count)
+            table.add_row(cat.value, count, repaired, sample)
         console.print(table)
         console.print(
             f"index vectors {r.index_vectors}  source rows {r.source_rows}  state rows {r.state_rows}  "

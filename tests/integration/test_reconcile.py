@@ -109,6 +109,9 @@ def test_apply_repairs_and_second_run_is_clean(conn: psycopg.Connection[Any], db
     assert conn.execute("SELECT count(*) FROM s3vl.sync_state WHERE key IN ('1', '2', '6')").fetchone() == (0,)
     assert conn.execute("SELECT content_hash FROM s3vl.sync_state WHERE key = '3'").fetchone() == ("0" * 32,)
 
+    queued = run(db_url, index)  # before the worker's pass: the same keys, known to be queued
+    assert queued.category(Category.MISSING).queued == 2
+    assert queued.category(Category.STALE).queued == 3
     drain_outbox(conn, index, ev)  # the worker's pass
     again = run(db_url, index)
     assert counts(again) == ZERO

@@ -88,7 +88,7 @@ def test_json_round_trip() -> None:
     assert data["exit_code"] == ExitCode.DRIFT_NOT_REPAIRED
     (sync,) = data["syncs"]
     assert sync["categories"]["orphaned"] == {"count": 4, "sample": ["k0", "k1", "k2"], "repaired": 0,
-                                             "remaining": 4}
+                                             "queued": 0, "remaining": 4}
     assert sync["drift"] == 5
     back = report_from_dict(sync)
     assert back.category(Category.ORPHANED).count == 4
@@ -99,11 +99,13 @@ def test_json_round_trip() -> None:
 def test_render_human_table() -> None:
     out = io.StringIO()
     r = _report(missing=7)
+    r.category(Category.MISSING).queued = 7
     render([r], Console(file=out, width=200))
     text = out.getvalue()
     assert "reconcile s -> i (dry run)" in text
     assert "missing" in text
     assert "k0, k1, k2 ..." in text
+    assert "7 (7 queued)" in text
     assert "--apply" in text
 
 
