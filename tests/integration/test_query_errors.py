@@ -223,3 +223,12 @@ def test_timeout_of_the_lambda_call(ready: Walk, conn: psycopg.Connection[Any]) 
     # the per-call timeout is restored afterwards (transaction-local, then reset)
     assert conn.execute("SELECT current_setting('aws_lambda.request_timeout_ms', true)").fetchone() in {(None,), ("",),
                                                                                                        ("3000",)}
+
+
+def test_register_checks_the_embedding_model(ready: Walk, conn: psycopg.Connection[Any]) -> None:
+    err = expect(conn, "SELECT s3vl.register_index('test-index-5d', %s, embedding_model => 'acme.embed-v1')",
+                 "invalid_argument", (ready.index_arn,))
+    assert "unknown embedding model" in err.diag.message_primary
+    err = expect(conn, "SELECT s3vl.register_index('test-index-5d', %s, embedding_model => "
+                 "'amazon.titan-embed-text-v2:0')", "dimension_mismatch", (ready.index_arn,))
+    assert "5-dimensional" in err.diag.message_primary
