@@ -47,6 +47,8 @@ INDEX_ARN_RE = re.compile(r"arn:aws[-a-z0-9]*:s3vectors:([a-z0-9-]+):([0-9]{12})
 #: Buckets created before this instant may use CLASSIC mode (botocore model, UpdateIndexMode).
 CLASSIC_CUTOFF = 1790726400.0  # 2026-09-30T00:00:00Z
 
+#: Metadata sizes are measured as the UTF-8 bytes of the compact JSON of the metadata (or of
+#: its filterable part): AWS documents the limits, not how it measures them.
 MAX_METADATA_BYTES = 40 * 1024
 MAX_FILTERABLE_METADATA_BYTES = 2 * 1024
 MAX_METADATA_KEYS = 50
@@ -547,6 +549,8 @@ class S3VectorsBackend:
             metas.append(md if md else None)
             lists.append(raw)
         data = np.zeros((0, dim), dtype=np.float32)
+        # numpy converts the lists in one call; it also accepts numeric strings and booleans,
+        # which boto3's own validation never sends (a documented local leniency).
         if not problems:
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
