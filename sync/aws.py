@@ -119,6 +119,16 @@ class RateLimiter:
         self._last = clock()
         self._lock = threading.Lock()
 
+    def slow_down(self, floor: float = 1.0) -> None:
+        """Halve the rate (the service throttled us), not below ``floor``."""
+        with self._lock:
+            self.rate = max(floor, self.rate / 2)
+
+    def speed_up(self, ceiling: float, step: float = 0.05) -> None:
+        """Grow the rate back by ``step`` (a share of ``ceiling``) after a success."""
+        with self._lock:
+            self.rate = min(ceiling, self.rate + ceiling * step)
+
     def acquire(self, amount: float = 1.0) -> float:
         """Take ``amount`` tokens, sleeping until they are available; returns the time slept."""
         amount = min(amount, self.capacity)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from sync import metrics
-from sync.aws import RateLimiter, RetryPolicy, error_code
+from sync.aws import RateLimiter, RetryPolicy, error_code, is_throttling
 from sync.errors import VectorStoreError
 from sync.render import DELETE_BATCH, GET_BATCH, PUT_BATCH, batched
 
@@ -45,6 +45,8 @@ class VectorStore:
         self.client = client
         self.index_arn = index_arn
         self.policy = policy or RetryPolicy()
+        self.max_requests = requests_per_second
+        self.max_vectors = vectors_per_second
         self.requests = RateLimiter(requests_per_second)
         self.vectors = RateLimiter(vectors_per_second)
         self.calls = 0
@@ -58,12 +60,20 @@ class VectorStore:
             start = time.perf_counter()
             self.calls += 1
             try:
-                return fn()
+                result = fn()
             finally:
                 metrics.AWS_LATENCY.labels("s3vectors", op).observe(time.perf_counter() - start)
+            if write:
+                self.requests.speed_up(self.max_requests)
+                self.vectors.speed_up(self.max_vectors)
+            return result
 
         def on_retry(exc: BaseException) -> None:
             metrics.AWS_ERRORS.labels("s3vectors", op, error_code(exc) or "error").inc()
+            if write and is_throttling(exc):
+                # S3 Vectors says we write too fast for this index: halve our own limits (AIMD)
+                self.requests.slow_down(floor=5)
+                self.vectors.slow_down(floor=50)
 
         try:
             return self.policy.call(f"s3vectors {op}", attempt, on_retry=on_retry)

@@ -25,7 +25,7 @@ import structlog
 
 from sync import aws, embedders, metrics
 from sync.aws import RetryPolicy
-from sync.errors import DatabaseError, SyncDefinitionError, TransientAwsError
+from sync.errors import DatabaseError, EmbeddingError, SyncDefinitionError, TransientAwsError, VectorStoreError
 from sync.outbox import Lease, Outbox, SyncDef
 from sync.pipeline import BatchReport, Pipeline
 from sync.vectors import VectorStore
@@ -133,8 +133,14 @@ class Worker:
         except (TransientAwsError, DatabaseError, SyncDefinitionError) as exc:
             self._give_back(lease, exc)
             raise
+        except (VectorStoreError, EmbeddingError) as exc:
+            # refused for the batch as a whole (e.g. the index is gone): an attempt for every key
+            return self._fail_batch(lease, exc)
         except _Abandon:
             self._give_back(lease, None)
+            raise
+        except Exception as exc:
+            self._give_back(lease, exc)  # a bug: the keys go back at once, the traceback surfaces
             raise
         elapsed = time.perf_counter() - start
         metrics.BATCH_SECONDS.labels(lease.sync_name).observe(elapsed)
@@ -145,6 +151,17 @@ class Worker:
                  failed=report.failed, requeued=report.requeued, texts=report.texts_embedded,
                  put=report.vectors_put, removed=report.vectors_deleted, seconds=round(elapsed, 3),
                  **{f"t_{k}": v for k, v in report.timings.items()})
+        if self.on_batch is not None:
+            self.on_batch(report)
+        return report
+
+    def _fail_batch(self, lease: Lease, exc: Exception) -> BatchReport:
+        metrics.BATCHES.labels(lease.sync_name, "error").inc()
+        log.error("batch.failed", sync=lease.sync_name, keys=len(lease.keys), error=str(exc))
+        self.outbox.fail(lease.sync_name, self.worker_id, [(k.key, k.version, str(exc)) for k in lease.keys],
+                         self.options.retry_after)
+        report = BatchReport(lease.sync_name, keys=len(lease.keys), failed=len(lease.keys))
+        self.totals.add(report)
         if self.on_batch is not None:
             self.on_batch(report)
         return report

@@ -309,3 +309,13 @@ def _has_sync(db_url: str) -> bool:
 def _arn(db_url: str) -> str:
     with psycopg.connect(db_url) as conn:
         return str(conn.execute("SELECT index_arn FROM s3vl.indexes WHERE name = 'products'").fetchone()[0])  # type: ignore[index]
+
+
+def test_index_gone_fails_the_batch_without_stopping_the_worker(db_url: str, endpoint: EndpointHandle) -> None:
+    env = products_env(db_url, endpoint, rows=5, max_attempts=2)
+    bucket = env.index_arn.split("/")[1]
+    endpoint.client("s3vectors").delete_index(vectorBucketName=bucket, indexName="products")
+    env.drain()
+    failures = env.sql("SELECT key, attempts, last_error FROM s3vl.sync_failures ORDER BY key")
+    assert len(failures) == 5
+    assert all(a == 2 and "NotFoundException" in e for _, a, e in failures)

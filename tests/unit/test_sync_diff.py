@@ -143,3 +143,15 @@ def test_adaptive_limit_halves_and_grows_back() -> None:
     for _ in range(4):
         limit.succeeded()
     assert limit.limit == 3
+
+
+def test_rate_limiter_slows_down_and_recovers() -> None:
+    limiter = RateLimiter(rate=1000)
+    limiter.slow_down(floor=50)
+    assert limiter.rate == 500
+    for _ in range(10):
+        limiter.slow_down(floor=50)
+    assert limiter.rate == 50
+    for _ in range(100):
+        limiter.speed_up(1000)
+    assert limiter.rate == 1000
