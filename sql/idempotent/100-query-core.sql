@@ -162,10 +162,12 @@ END
 $$;
 
 -- Set the query Lambda. Returns true; warns (does not fail) when it cannot be reached yet.
+DROP FUNCTION IF EXISTS s3vl.configure(text, text, integer);  -- replaced by the 4-argument form
 CREATE OR REPLACE FUNCTION s3vl.configure(
     lambda_arn text,
     aws_region text DEFAULT 'us-west-2',
-    timeout_seconds integer DEFAULT 30
+    timeout_seconds integer DEFAULT 30,
+    registered_indexes_only boolean DEFAULT false
 ) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -192,11 +194,14 @@ BEGIN
         PERFORM s3vl._raise('invalid_argument',
             format('timeout_seconds must be between 1 and 900, got %s', coalesce(timeout_seconds::text, 'NULL')));
     END IF;
-    INSERT INTO s3vl.config AS c (singleton, lambda_arn, aws_region, timeout_seconds, updated_at, updated_by)
-    VALUES (true, configure.lambda_arn, configure.aws_region, configure.timeout_seconds, now(), session_user)
+    INSERT INTO s3vl.config AS c (singleton, lambda_arn, aws_region, timeout_seconds, registered_indexes_only,
+                                  updated_at, updated_by)
+    VALUES (true, configure.lambda_arn, configure.aws_region, configure.timeout_seconds,
+            coalesce(configure.registered_indexes_only, false), now(), session_user)
     ON CONFLICT (singleton) DO UPDATE SET
         lambda_arn = EXCLUDED.lambda_arn, aws_region = EXCLUDED.aws_region,
-        timeout_seconds = EXCLUDED.timeout_seconds, updated_at = now(), updated_by = EXCLUDED.updated_by;
+        timeout_seconds = EXCLUDED.timeout_seconds, registered_indexes_only = EXCLUDED.registered_indexes_only,
+        updated_at = now(), updated_by = EXCLUDED.updated_by;
     SELECT * INTO v FROM s3vl.validate_config();
     IF v.is_valid THEN
         RAISE NOTICE 's3vl: query Lambda % configured and reachable (% ms)', lambda_arn, v.response_time_ms;
@@ -208,11 +213,16 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION s3vl.get_config()
-RETURNS TABLE (lambda_arn text, aws_region text, timeout_seconds integer, updated_at timestamptz, updated_by text)
+DROP FUNCTION IF EXISTS s3vl.get_config();  -- its columns grew (registered_indexes_only)
+CREATE FUNCTION s3vl.get_config()
+RETURNS TABLE (lambda_arn text, aws_region text, timeout_seconds integer, registered_indexes_only boolean,
+               updated_at timestamptz, updated_by text)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT c.lambda_arn, c.aws_region, c.timeout_seconds, c.updated_at, c.updated_by FROM s3vl.config c $$;
+AS $$
+    SELECT c.lambda_arn, c.aws_region, c.timeout_seconds, c.registered_indexes_only, c.updated_at, c.updated_by
+    FROM s3vl.config c
+$$;
 
 -- Can the query Lambda be invoked and does it answer as the s3vl query Lambda? Never raises.
 CREATE OR REPLACE FUNCTION s3vl.validate_config()
@@ -253,7 +263,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION s3vl.configure(text, text, integer) IS 'Set the query Lambda (ARN, region, per-call timeout); checks it can be reached.';
+COMMENT ON FUNCTION s3vl.configure(text, text, integer, boolean) IS
+    'Set the query Lambda (ARN, region, per-call timeout, registered indexes only?); checks it can be reached.';
 COMMENT ON FUNCTION s3vl.get_config() IS 'The configured query Lambda.';
 COMMENT ON FUNCTION s3vl.validate_config() IS 'One row: is the query Lambda configured, reachable and answering? Never raises.';
 
@@ -261,11 +272,11 @@ REVOKE ALL ON FUNCTION s3vl.error_classes() FROM PUBLIC;
 REVOKE ALL ON FUNCTION s3vl._raise(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION s3vl._config() FROM PUBLIC;
 REVOKE ALL ON FUNCTION s3vl._invoke(text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.configure(text, text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION s3vl.configure(text, text, integer, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION s3vl.get_config() FROM PUBLIC;
 REVOKE ALL ON FUNCTION s3vl.validate_config() FROM PUBLIC;
 REVOKE ALL ON s3vl.config FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION s3vl.error_classes() TO s3vl_reader;
 GRANT EXECUTE ON FUNCTION s3vl.validate_config() TO s3vl_reader;
-GRANT EXECUTE ON FUNCTION s3vl.configure(text, text, integer) TO s3vl_admin;
+GRANT EXECUTE ON FUNCTION s3vl.configure(text, text, integer, boolean) TO s3vl_admin;
 GRANT EXECUTE ON FUNCTION s3vl.get_config() TO s3vl_admin;

@@ -51,6 +51,10 @@ BEGIN
         RETURN r;
     END IF;
     SELECT * INTO p FROM s3vl._parse_index_arn(arn);
+    IF (SELECT c.registered_indexes_only FROM s3vl.config c) THEN
+        PERFORM s3vl._raise('index_not_registered', format('index %s is not registered', arn),
+            'this database queries registered indexes only (s3vl.configure(..., registered_indexes_only => true))');
+    END IF;
     r.name := NULL;
     r.index_arn := arn;
     r.region := p.region;

@@ -232,3 +232,14 @@ def test_register_checks_the_embedding_model(ready: Walk, conn: psycopg.Connecti
     err = expect(conn, "SELECT s3vl.register_index('test-index-5d', %s, embedding_model => "
                  "'amazon.titan-embed-text-v2:0')", "dimension_mismatch", (ready.index_arn,))
     assert "5-dimensional" in err.diag.message_primary
+
+
+def test_registered_indexes_only(ready: Walk, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT s3vl.configure(%s, 'us-west-2', registered_indexes_only => true)", (LAMBDA_ARN,))
+    other = ready.index_arn.replace("/index/test-index-5d", "/index/unregistered-one")
+    err = expect(conn, f"SELECT * FROM s3vl.query_vectors({VEC}, index_arn => %s)", "index_not_registered", (other,))
+    assert "registered_indexes_only" in (err.diag.message_detail or "")
+    # a registered index is still reachable by name and by its ARN
+    assert conn.execute(f"SELECT count(*) FROM s3vl.query_vectors({VEC}, index_arn => %s, top_k => 2)",
+                        (ready.index_arn,)).fetchone() == (2,)
+    assert conn.execute("SELECT registered_indexes_only FROM s3vl.get_config()").fetchone() == (True,)
