@@ -130,3 +130,35 @@ def test_reindex_cli_no_wait_then_abort(
     usage = s3vl("reindex", "docs", "--model", MODEL)
     assert usage.returncode == 2
     assert "--dimensions" in usage.stderr
+
+
+def test_reindex_with_the_real_worker(db_url: str, endpoint: EndpointHandle, aws_env: EndpointHandle) -> None:
+    import threading
+
+    from sync.reconcile import ReconcileOptions, reconcile
+    from tests.integration.sync_support import products_env
+
+    env = products_env(db_url, endpoint, rows=30)
+    env.drain()
+    old_arn = env.index_arn
+    worker = env.worker("reindexer", batch_size=10)
+    loop = threading.Thread(target=worker.run, daemon=True)
+    loop.start()
+    try:
+        env.sql("UPDATE products SET name = 'during the reindex' WHERE id = 4")
+        result = reindex.run(db_url, "products", MODEL, 512, poll_seconds=0.1, wait_seconds=60)
+    finally:
+        worker.stop()
+        loop.join(30)
+    assert result.state == "switched"
+    arn, dims, model = env.sql("SELECT index_arn, dimension, embedding_model FROM s3vl.indexes "
+                               "WHERE name = 'products'")[0]
+    assert (arn, dims, model) == (result.new_index_arn, 512, MODEL)
+    assert arn != old_arn
+    env.index_arn = arn
+    env.drain()  # whatever the old sync still had queued now goes to the new index
+    env.assert_converged()
+    (after,) = reconcile(db_url, ReconcileOptions(), ["products"])
+    assert counts(after) == {"orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+    vectors = endpoint.client("s3vectors").get_vectors(indexArn=arn, keys=["4"], returnData=True)["vectors"]
+    assert len(vectors[0]["data"]["float32"]) == 512
