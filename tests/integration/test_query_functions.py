@@ -243,6 +243,12 @@ def test_a_reader_can_query_but_not_configure(ready: Walk, login_roles: tuple[st
                             (values("vec_002"),)).fetchall()
         assert rows == [("vec_002",)]
         assert conn.execute("SELECT count(*) FROM s3vl.list_indexes()").fetchone()[0] >= 1
+        assert conn.execute("SELECT found FROM s3vl.get_vectors(ARRAY['vec_001'], 'test-index-5d')").fetchone() == (
+            True,)
+        assert conn.execute("SELECT count(*) FROM s3vl.list_vectors('test-index-5d', max_results => 5)").fetchone() == (
+            5,)
+        assert conn.execute("SELECT count(*) FROM s3vl.similar_to('test-index-5d', 'vec_001', 2)").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM s3vl.error_classes()").fetchone()[0] > 10
         assert conn.execute("SELECT is_valid FROM s3vl.validate_config()").fetchone() == (True,)
         for statement in (
             f"SELECT s3vl.configure('{LAMBDA_ARN}', 'us-west-2')",
