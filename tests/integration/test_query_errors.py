@@ -243,3 +243,17 @@ def test_registered_indexes_only(ready: Walk, conn: psycopg.Connection[Any]) -> 
     assert conn.execute(f"SELECT count(*) FROM s3vl.query_vectors({VEC}, index_arn => %s, top_k => 2)",
                         (ready.index_arn,)).fetchone() == (2,)
     assert conn.execute("SELECT registered_indexes_only FROM s3vl.get_config()").fetchone() == (True,)
+
+
+def test_service_unavailable_past_the_lambdas_budget(ready: Walk, conn: psycopg.Connection[Any]) -> None:
+    arn = register_function(ready.endpoint, "s3vl-query-short", "lambda_handler", timeout_s=3.0,
+                            handler_file=query_handler_file())
+    conn.execute("SELECT s3vl.configure(%s, 'us-west-2')", (arn,))
+    ready.endpoint.admin.set_faults({"rules": [{"service": "s3vectors", "operation": "GetVectors",
+                                                "unavailable_fraction": 1.0}]})
+    try:
+        err = expect(conn, "SELECT * FROM s3vl.get_vectors(ARRAY['vec_001'], 'test-index-5d')", "service_unavailable")
+        assert "ServiceUnavailable" in err.diag.message_primary
+        assert "(retryable)" in (err.diag.message_detail or "")
+    finally:
+        ready.endpoint.admin.clear_faults()
