@@ -27,8 +27,8 @@ services can land independently), calls ``create_service`` once at start, and bu
     Called once at shutdown (flush/close stores).
 
 A handler receives a :class:`Call`: ``call.request`` (werkzeug ``Request``), ``call.args`` (URL
-variables), ``call.json()`` (the parsed JSON body, ``{}`` when empty; a malformed body raises the
-service's ValidationException-style :class:`AwsError`), ``call.count(name, n)`` (add to this
+variables), ``call.json()`` (the parsed JSON body, ``{}`` when empty; a malformed body raises a 400
+``SerializationException`` :class:`AwsError`), ``call.count(name, n)`` (add to this
 operation's counters, e.g. ``call.count("vectors", 500)``), and ``call.ctx`` (the
 :class:`EndpointContext`: ``data_dir`` for the service's persistent files, ``base_url`` of this
 server so a handler may call back into it, e.g. the Lambda handler calling S3 Vectors: the server
@@ -51,7 +51,9 @@ the handler counts), both readable and settable through the admin routes:
 ``GET /_s3vl/counters``   ``{"<service>": {"<Operation>": {"requests": n, "errors": n, ...}}}``
 ``POST /_s3vl/reset``     zero the counters (data is untouched)
 
-A service may also add admin routes of its own under ``/_s3vl/<service>/...``.
+A service may also add admin routes of its own under ``/_s3vl/<service>/...`` (counted, never
+faulted). Every AWS response carries ``x-amzn-RequestId`` (botocore's ``RequestId``) and
+``x-s3vl-server-ms`` (server-side handling time, for benchmarks).
 """
 
 from __future__ import annotations
