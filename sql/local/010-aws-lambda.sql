@@ -133,14 +133,14 @@ def run():
     endpoint = setting("aws_lambda.endpoint_override", "") or setting("aws_lambda.endpoint_url", "")
     if not endpoint:
         api_failed("Unable to connect to endpoint",
-             "The local aws_lambda shim needs aws_lambda.endpoint_override "
+                   "The local aws_lambda shim needs aws_lambda.endpoint_override "
                    "(s3vl dev up sets it to the local endpoint's URL).")
     if "://" not in endpoint:
         endpoint = "http://" + endpoint
     url = urllib.parse.urlsplit(endpoint)
     if url.scheme not in ("http", "https") or not url.hostname:
         api_failed("Unable to connect to endpoint",
-             "aws_lambda.endpoint_override must look like http://127.0.0.1:45660")
+                   "aws_lambda.endpoint_override must look like http://127.0.0.1:45660")
     connect_timeout = timeout_ms("aws_lambda.connect_timeout_ms", 1000)
     request_timeout = timeout_ms("aws_lambda.request_timeout_ms", 3000)
 
@@ -200,7 +200,7 @@ def run():
     function_error = resp.getheader("X-Amz-Function-Error")
     if function_error:
         fail("lambda invocation failed",
-                   '"%s" returned error "%s", details: "%s".' % (fn_name, function_error, text))
+             '"%s" returned error "%s", details: "%s".' % (fn_name, function_error, text))
 
     status_code = resp.status
     executed_version = resp.getheader("X-Amz-Executed-Version")
@@ -212,7 +212,7 @@ def run():
             json.loads(text)
         except ValueError:
             fail("lambda invocation failed",
-                       '"%s" returned a payload that is not JSON: "%s".' % (fn_name, text[:200]))
+                 '"%s" returned a payload that is not JSON: "%s".' % (fn_name, text[:200]))
         payload = text
     return {"status_code": status_code, "payload": payload,
             "executed_version": executed_version, "log_result": log_result}
