@@ -116,18 +116,22 @@ def _session(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
 
 _TARGETS = """
 SELECT s.name,
-       CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || s.source::text,
+       CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || s.source::text, c.oid IS NOT NULL,
        s.index_name, i.index_arn, i.region, s.embedding_version, s.chunk_size IS NOT NULL,
        (SELECT array_agg(x.name ORDER BY x.name) FROM s3vl.syncs x WHERE x.index_name = s.index_name)
 FROM s3vl.syncs AS s JOIN s3vl.indexes AS i ON i.name = s.index_name
-JOIN pg_catalog.pg_class AS c ON c.oid = s.source
+LEFT JOIN pg_catalog.pg_class AS c ON c.oid = s.source
 WHERE %(names)s::text[] IS NULL OR s.name = ANY (%(names)s::text[])
 ORDER BY s.name
 """
 
 
 def load_targets(conn: psycopg.Connection[Any], names: Sequence[str] | None) -> list[classify.SyncTarget]:
-    """The syncs to reconcile (all, or the named ones; an unknown name is an error)."""
+    """The syncs to reconcile (all, or the named ones; an unknown name is an error).
+
+    A sync that cannot be reconciled (its source table is gone, its index is shared) is still
+    returned, with the reason in ``problem``: its report carries the error, the others run.
+    """
     try:
         rows = conn.execute(_TARGETS, {"names": list(names) if names else None}).fetchall()
     except psycopg.errors.UndefinedTable as exc:
@@ -137,15 +141,16 @@ def load_targets(conn: psycopg.Connection[Any], names: Sequence[str] | None) -> 
     if unknown:
         raise ReconcileError(f"no such sync: {', '.join(unknown)} (SELECT name FROM s3vl.syncs lists them)")
     targets = []
-    for name, source, index_name, arn, region, ev, chunked, sharing in rows:
-        if len(sharing) > 1:
-            raise ReconcileError(
-                f"index {index_name!r} is used by syncs {', '.join(sharing)}: reconcile cannot tell their "
-                "vectors apart; give each sync its own index"
-            )
+    for name, source, source_exists, index_name, arn, region, ev, chunked, sharing in rows:
+        problem = None
+        if not source_exists:
+            problem = f"the source table of sync {name!r} no longer exists; drop the sync (s3vl.drop_sync)"
+        elif len(sharing) > 1:
+            problem = (f"index {index_name!r} is used by syncs {', '.join(sharing)}: reconcile cannot tell "
+                       "their vectors apart; give each sync its own index")
         targets.append(classify.SyncTarget(name=str(name), source=str(source), index_name=str(index_name),
                                            index_arn=str(arn), region=str(region), embedding_version=str(ev),
-                                           chunked=bool(chunked)))
+                                           chunked=bool(chunked), problem=problem))
     return targets
 
 
@@ -192,6 +197,8 @@ def reconcile_one(
     run_id = _record_start(conn, report)
     locked = False
     try:
+        if target.problem:
+            raise ReconcileError(target.problem)
         locked = _lock(conn, target.name)
         _scan_and_classify(conn, target, client, options, report, progress)
         if options.apply:

@@ -44,6 +44,7 @@ class SyncTarget:
     region: str
     embedding_version: str
     chunked: bool
+    problem: str | None = None  # why this sync cannot be reconciled (reported as its error)
 
 
 @dataclass(frozen=True)

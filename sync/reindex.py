@@ -59,6 +59,8 @@ def _one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> tuple
 
 def _target(conn: psycopg.Connection[Any], sync: str) -> SyncTarget:
     (target,) = reconcile_mod.load_targets(conn, [sync])
+    if target.problem:
+        raise ReindexError(target.problem)
     return target
 
 

@@ -285,3 +285,28 @@ def test_scan_commits_in_bounded_statements(conn: psycopg.Connection[Any]) -> No
     assert stats.vectors == 101
     assert sum(stats.per_segment) == 101
     assert conn.execute("SELECT count(*), count(DISTINCT key) FROM s3vl_reconcile_scan").fetchone() == (101, 101)
+
+
+def test_unusable_syncs_report_an_error_and_others_still_run(conn: psycopg.Connection[Any], db_url: str) -> None:
+    index = FakeVectors()
+    ev = create_docs_sync(conn, 5)
+    write_synced(conn, index, ev)
+    conn.execute("CREATE TABLE public.other (id int PRIMARY KEY, t text)")
+    conn.execute("SELECT s3vl.create_sync(name => 'other', source => 'public.other', index_name => 'docs', "
+                 "text_expression => 't', dimensions => 256, backfill => false)")
+    reports = reconcile(db_url, ReconcileOptions(segments=2), None, client_factory=lambda r: index)
+    assert [r.sync for r in reports] == ["docs", "other"]
+    assert all("used by syncs docs, other" in (r.error or "") for r in reports)
+    conn.execute("SELECT s3vl.drop_sync('other')")
+    conn.execute("CREATE TABLE public.gone (id int PRIMARY KEY, t text)")
+    conn.execute("INSERT INTO s3vl.indexes (name, index_arn, region, account_id, bucket_name, index_name) VALUES "
+                 "('gone', 'arn:aws:s3vectors:us-west-2:000000000000:bucket/rc-bucket/index/gone', 'us-west-2', "
+                 "'000000000000', 'rc-bucket', 'gone')")
+    conn.execute("SELECT s3vl.create_sync(name => 'gone', source => 'public.gone', index_name => 'gone', "
+                 "text_expression => 't', dimensions => 256, backfill => false)")
+    conn.execute("DROP TABLE public.gone CASCADE")
+    docs, gone = reconcile(db_url, ReconcileOptions(segments=2), None, client_factory=lambda r: index)
+    assert docs.exit_code() is ExitCode.CLEAN
+    assert gone.error is not None
+    assert "no longer exists" in gone.error
+    assert gone.exit_code() is ExitCode.ERROR
