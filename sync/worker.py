@@ -25,6 +25,7 @@ import structlog
 
 from sync import aws, embedders, metrics
 from sync.aws import RetryPolicy
+from sync.capture import LogicalCapture
 from sync.errors import DatabaseError, EmbeddingError, SyncDefinitionError, TransientAwsError, VectorStoreError
 from sync.outbox import Lease, Outbox, SyncDef
 from sync.pipeline import BatchReport, Pipeline
@@ -41,6 +42,8 @@ class WorkerOptions:
     concurrency: int = 8
     retry_after: float = 5.0
     only_sync: str | None = None
+    #: also read the logical capture slot (capture => 'logical' syncs) between batches
+    capture: bool = True
     region: str | None = None
     endpoint_url: str | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -72,6 +75,7 @@ class Worker:
                  on_batch: Callable[[BatchReport], None] | None = None) -> None:
         self.options = options or WorkerOptions()
         self.outbox = Outbox(conninfo)
+        self.capture = LogicalCapture(conninfo)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_batch = on_batch
         self.totals = Totals()
@@ -180,6 +184,8 @@ class Worker:
         try:
             while not self._stopping:
                 try:
+                    if self.options.capture:
+                        self.capture.poll()
                     report = self.run_once()
                     errors = 0
                     backoff = self.options.poll_seconds
@@ -200,6 +206,7 @@ class Worker:
             log.info("worker.abandoned")
         finally:
             self.outbox.close()
+            self.capture.close()
         return self.totals
 
     def _sleep(self, seconds: float) -> None:

@@ -331,6 +331,85 @@ BEGIN
 END
 $$;
 
+-- === logical capture (wal2json) ===========================================================
+-- One logical replication slot per database feeds the outbox for every sync with
+-- capture => 'logical': no trigger runs in the writers' transactions. The worker polls it:
+--   1. s3vl.capture_logical() peeks at the slot, turns each change into keys of the syncs on
+--      that table (new key of an INSERT/UPDATE, old key of an UPDATE/DELETE; a TRUNCATE is a full
+--      resync) and enqueues them, in the caller's transaction; it returns the LSN of the last
+--      commit it covered;
+--   2. after that transaction committed, s3vl.capture_consume(upto_lsn) consumes the slot up to it.
+-- A crash between the two re-reads the same changes: keys are enqueued twice, which coalesces.
+-- UPDATEs are enqueued whatever columns they touch (the old row image is not decoded); the
+-- pipeline then finds unchanged rows unchanged and makes no AWS call for them.
+CREATE OR REPLACE FUNCTION s3vl.capture_slot_name()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 's3vl_capture_' || oid FROM pg_catalog.pg_database WHERE datname = current_database() $$;
+COMMENT ON FUNCTION s3vl.capture_slot_name() IS 'The logical replication slot (wal2json) feeding capture => ''logical'' syncs.';
+
+CREATE OR REPLACE FUNCTION s3vl.capture_logical(max_changes int DEFAULT 10000,
+                                                OUT changes int, OUT enqueued bigint, OUT upto_lsn pg_lsn)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s s3vl.syncs;
+    nsp text;
+    rel text;
+    tables text;
+    -- the row image of a change as a record of the source table (so keys are cast exactly as in SQL)
+    row_of text := 'jsonb_populate_record(NULL::%2$s, (SELECT jsonb_object_agg(c->>''name'', c->''value'') '
+                   'FROM jsonb_array_elements(ch.d->''@'') AS c))';
+    n bigint;
+BEGIN
+    enqueued := 0;
+    SELECT string_agg(DISTINCT replace(n2.nspname, '.', '\.') || '.' || replace(c2.relname, '.', '\.'), ',')
+    INTO tables
+    FROM s3vl.syncs x JOIN pg_catalog.pg_class c2 ON c2.oid = x.source
+    JOIN pg_catalog.pg_namespace n2 ON n2.oid = c2.relnamespace
+    WHERE x.capture = 'logical';
+    IF tables IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name = s3vl.capture_slot_name()) THEN
+        changes := 0;
+        RETURN;
+    END IF;
+    CREATE TEMPORARY TABLE IF NOT EXISTS s3vl_changes (lsn pg_lsn, d jsonb) ON COMMIT DROP;
+    TRUNCATE s3vl_changes;
+    INSERT INTO s3vl_changes
+    SELECT lsn, data::jsonb FROM pg_catalog.pg_logical_slot_peek_changes(
+        s3vl.capture_slot_name(), NULL, max_changes, 'format-version', '2', 'include-transaction', 'true',
+        'add-tables', tables);
+    SELECT count(*) FILTER (WHERE d->>'action' IN ('I', 'U', 'D', 'T')), max(lsn) FILTER (WHERE d->>'action' = 'C')
+    INTO changes, upto_lsn FROM s3vl_changes;
+    FOR s IN SELECT * FROM s3vl.syncs x WHERE x.capture = 'logical' ORDER BY x.name LOOP
+        SELECT n2.nspname, c2.relname INTO nsp, rel
+        FROM pg_catalog.pg_class c2 JOIN pg_catalog.pg_namespace n2 ON n2.oid = c2.relnamespace WHERE c2.oid = s.source;
+        IF EXISTS (SELECT FROM s3vl_changes WHERE d->>'action' = 'T' AND d->>'schema' = nsp AND d->>'table' = rel) THEN
+            enqueued := enqueued + s3vl.resync(s.name);
+        END IF;
+        n := s3vl._enqueue_select(s.name, format(
+            'SELECT %1$s FROM s3vl_changes ch CROSS JOIN LATERAL ' || replace(row_of, '@', 'columns') || ' AS t '
+            'WHERE ch.d->>''schema'' = %3$L AND ch.d->>''table'' = %4$L AND ch.d ? ''columns'' '
+            'UNION SELECT %1$s FROM s3vl_changes ch CROSS JOIN LATERAL ' || replace(row_of, '@', 'identity') || ' AS t '
+            'WHERE ch.d->>''schema'' = %3$L AND ch.d->>''table'' = %4$L AND ch.d ? ''identity''',
+            s3vl._key_sql(s.key_columns, 't'), s.source, nsp, rel));
+        enqueued := enqueued + n;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION s3vl.capture_logical(int) IS 'Enqueue the keys changed since the slot''s position (does not consume it: see s3vl.capture_consume).';
+
+CREATE OR REPLACE FUNCTION s3vl.capture_consume(upto_lsn pg_lsn)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FROM pg_catalog.pg_logical_slot_get_changes(
+        s3vl.capture_slot_name(), upto_lsn, NULL, 'format-version', '2', 'include-transaction', 'false')
+$$;
+COMMENT ON FUNCTION s3vl.capture_consume(pg_lsn) IS 'Consume the capture slot up to an LSN that s3vl.capture_logical covered (after its commit).';
+
 -- === validation ============================================================================
 -- Check a definition and fill in what is derived from it (read columns, embedding version).
 -- Raises with a message naming the problem; returns the completed row.
@@ -467,8 +546,17 @@ BEGIN
 
     s.capture := coalesce(s.capture, 'trigger');
     IF s.capture = 'logical' THEN
-        RAISE EXCEPTION 'capture => ''logical'' is not available in this version' USING ERRCODE = 'feature_not_supported',
-            HINT = 'Use capture => ''trigger''.';
+        IF current_setting('wal_level') <> 'logical' THEN
+            RAISE EXCEPTION 'capture => ''logical'' needs wal_level = logical (it is %)', current_setting('wal_level')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'On Aurora set rds.logical_replication = 1 in the cluster parameter group, or use capture => ''trigger''.';
+        END IF;
+        -- deletes and key changes carry the old key only through the replica identity
+        IF NOT (pk IS NOT NULL AND s.key_columns @> pk AND pk @> s.key_columns)
+           AND (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = s.source) <> 'f' THEN
+            RAISE EXCEPTION 'capture => ''logical'' with key columns other than the primary key needs REPLICA IDENTITY FULL on %', s.source
+                USING ERRCODE = 'invalid_table_definition', HINT = format('ALTER TABLE %s REPLICA IDENTITY FULL', s.source);
+        END IF;
     ELSIF s.capture <> 'trigger' THEN
         RAISE EXCEPTION 'capture must be ''trigger'' or ''logical'', not %', quote_literal(s.capture)
             USING ERRCODE = 'invalid_parameter_value';
@@ -542,7 +630,9 @@ BEGIN
     s.updated_at := now();
     s := s3vl._validate_sync(s);
     INSERT INTO s3vl.syncs SELECT s.*;
-    PERFORM s3vl._install_triggers(s);
+    IF s.capture = 'trigger' THEN
+        PERFORM s3vl._install_triggers(s);
+    END IF;  -- 'logical': the worker's slot reader (s3vl.capture_logical) feeds the outbox
     IF backfill THEN
         PERFORM s3vl.resync(s.name);
     END IF;
@@ -841,7 +931,8 @@ GRANT EXECUTE ON FUNCTION
     s3vl.alter_sync(text, text, text[], text, int, int, int, boolean, text, int, text, boolean),
     s3vl.drop_sync(text, boolean),
     s3vl.lease(text, int, double precision, text), s3vl.complete(text, text, jsonb), s3vl.fail(text, text, jsonb, double precision),
-    s3vl.release(text, text, text[]), s3vl.retry_failed(text)
+    s3vl.release(text, text, text[]), s3vl.retry_failed(text),
+    s3vl.capture_slot_name(), s3vl.capture_logical(int), s3vl.capture_consume(pg_lsn)
     TO s3vl_admin;
 -- the capture trigger runs as the table's writers; it is SECURITY DEFINER and only enqueues
 GRANT EXECUTE ON FUNCTION s3vl._capture() TO PUBLIC;

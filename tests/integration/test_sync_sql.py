@@ -49,7 +49,7 @@ def _create(conn: psycopg.Connection[Any], **overrides: Any) -> Any:
         ({"dimensions": 512}, "dimensions 512 do not match index"),
         ({"embedding_model": "cohere.embed-english-v3", "dimensions": 256}, "does not produce 256 dimensions"),
         ({"capture": "polling"}, "capture must be 'trigger' or 'logical'"),
-        ({"capture": "logical"}, "not available in this version"),
+        ({"capture": "logical", "key_columns": ["name"]}, "are not the primary key"),
         ({"chunk_size": 50}, "chunk_size 50 is out of range"),
         ({"chunk_size": 200, "chunk_overlap": 150}, "chunk_overlap 150 must be"),
         ({"name": "Bad Name"}, "invalid sync name"),
