@@ -83,6 +83,7 @@ class Worker:
         self._clients: dict[str, Any] = {}
         self._stopping = False
         self._signals = 0
+        self._gauges_at = 0.0
 
     # --- construction -----------------------------------------------------------------------
     def _client(self, service: str) -> Any:
@@ -197,8 +198,9 @@ class Worker:
                     self._sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
-                if report is None:
+                if report is None or time.monotonic() - self._gauges_at > 10:
                     self._update_gauges()
+                if report is None:
                     if once:
                         break
                     self._sleep(self.options.poll_seconds)
@@ -215,6 +217,7 @@ class Worker:
             time.sleep(min(0.1, end - time.monotonic()))
 
     def _update_gauges(self) -> None:
+        self._gauges_at = time.monotonic()
         try:
             for s in self.outbox.status():
                 metrics.QUEUE_DEPTH.labels(s["sync_name"], "pending").set(s["pending"])
