@@ -299,10 +299,12 @@ def _repair(
     # 2. orphans go, then the state rows of their deleted source rows
     report.category(Category.ORPHANED).repaired = _delete_orphans(conn, target, client, report.started_at)
     # 3. missing and stale keys are queued for the worker (stale ones at most max_reembed per run)
+    #    (keys already pending in the outbox count as repaired: the worker has them)
     missing, stale = _enqueue(conn, target, options.max_reembed)
-    report.category(Category.MISSING).repaired = missing
-    report.category(Category.STALE).repaired = stale
-    report.deferred_stale = report.category(Category.STALE).count - stale
+    for cat, enqueued in ((Category.MISSING, missing), (Category.STALE, stale)):
+        result = report.category(cat)
+        result.repaired = min(result.count, enqueued + result.queued)
+    report.deferred_stale = report.category(Category.STALE).remaining
     report.repair_seconds = time.monotonic() - t0
     log.info("reconcile.repaired", sync=target.name, state_fixed=fixed,
              deleted=report.category(Category.ORPHANED).repaired, enqueued_missing=missing,
@@ -344,7 +346,7 @@ def _delete_orphans(
 
 def _enqueue(conn: psycopg.Connection[Any], target: classify.SyncTarget, max_reembed: int | None) -> tuple[int, int]:
     conn.execute("DROP TABLE IF EXISTS pg_temp.s3vl_rc_enqueue")
-    conn.execute(classify.ENQUEUE_WORK, {"max_stale": max_reembed})
+    conn.execute(classify.ENQUEUE_WORK, {"sync": target.name, "max_stale": max_reembed})
     row = conn.execute("SELECT count(*), count(*) FILTER (WHERE stale) FROM s3vl_rc_enqueue").fetchone()
     assert row is not None
     total, stale = int(row[0]), int(row[1])

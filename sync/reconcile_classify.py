@@ -285,12 +285,19 @@ USING (SELECT DISTINCT id FROM s3vl_rc_work WHERE source_gone AND rn <= %(done)s
 WHERE st.sync_name = %(sync)s AND st.key = o.id AND st.synced_at < %(since)s
 """
 
+#: Keys to queue. Keys already in the outbox are left alone: a pending key will be processed
+#: anyway (enqueueing it again would bump its version and make a worker's in-flight batch redo
+#: it), and a failed key waits for an operator (s3vl retry-failed), so it stays unrepaired.
 ENQUEUE_WORK = """
 CREATE TEMPORARY TABLE s3vl_rc_enqueue AS
 SELECT row_number() OVER () AS rn, id, stale FROM (
-    (SELECT id, false AS stale FROM s3vl_rc_keys WHERE missing ORDER BY id)
+    (SELECT k.id, false AS stale FROM s3vl_rc_keys AS k
+     WHERE k.missing AND NOT EXISTS (SELECT 1 FROM s3vl.outbox AS o WHERE o.sync_name = %(sync)s AND o.key = k.id)
+     ORDER BY k.id)
     UNION ALL
-    (SELECT id, true FROM s3vl_rc_keys WHERE stale ORDER BY id LIMIT %(max_stale)s)
+    (SELECT k.id, true FROM s3vl_rc_keys AS k
+     WHERE k.stale AND NOT EXISTS (SELECT 1 FROM s3vl.outbox AS o WHERE o.sync_name = %(sync)s AND o.key = k.id)
+     ORDER BY k.id LIMIT %(max_stale)s)
 ) AS w
 """
 

@@ -310,3 +310,20 @@ def test_unusable_syncs_report_an_error_and_others_still_run(conn: psycopg.Conne
     assert gone.error is not None
     assert "no longer exists" in gone.error
     assert gone.exit_code() is ExitCode.ERROR
+
+
+def test_keys_already_in_the_outbox_are_not_enqueued_again(conn: psycopg.Connection[Any], db_url: str) -> None:
+    index = FakeVectors()
+    ev = create_docs_sync(conn, 10)
+    write_synced(conn, index, ev)
+    for k in ("1", "2", "3"):
+        del index.vectors[k]
+    conn.execute("SELECT s3vl.enqueue('docs', ARRAY['1'])")  # pending: a worker has it (maybe in flight)
+    conn.execute("SELECT s3vl.enqueue('docs', ARRAY['2'])")
+    conn.execute("UPDATE s3vl.outbox SET status = 'failed', last_error = 'boom' WHERE key = '2'")  # operator's
+    report = run(db_url, index, apply=True)
+    missing = report.category(Category.MISSING)
+    assert (missing.count, missing.queued, missing.repaired) == (3, 1, 2)
+    assert report.exit_code() is ExitCode.DRIFT_NOT_REPAIRED  # the failed key needs s3vl retry-failed
+    rows = conn.execute("SELECT key, version, status FROM s3vl.outbox ORDER BY key").fetchall()
+    assert rows == [("1", 1, "pending"), ("2", 1, "failed"), ("3", 1, "pending")]
