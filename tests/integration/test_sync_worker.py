@@ -319,3 +319,17 @@ def test_index_gone_fails_the_batch_without_stopping_the_worker(db_url: str, end
     failures = env.sql("SELECT key, attempts, last_error FROM s3vl.sync_failures ORDER BY key")
     assert len(failures) == 5
     assert all(a == 2 and "NotFoundException" in e for _, a, e in failures)
+
+
+def test_text_expression_error_fails_that_row_only(db_url: str, endpoint: EndpointHandle) -> None:
+    env = products_env(db_url, endpoint, rows=0)
+    env.sql("SELECT s3vl.drop_sync('products')")
+    env.sql("INSERT INTO products (id, name, price) SELECT g, 'p' || g, g - 3 FROM generate_series(1, 8) g")
+    env.sql("SELECT s3vl.create_sync('products', 'products', 'products', "
+            "$$name || ' costs ' || (100 / price)::text$$, dimensions => 256, max_attempts => 1)")
+    env.drain()
+    failed = env.sql("SELECT key, last_error FROM s3vl.sync_failures")
+    assert len(failed) == 1
+    assert failed[0][0] == "3"
+    assert "division by zero" in failed[0][1]
+    assert set(env.index()) == {str(i) for i in range(1, 9)} - {"3"}
