@@ -752,7 +752,7 @@ BEGIN
     UPDATE s3vl.outbox o SET lease_until = now() + make_interval(secs => lease_seconds), leased_by = worker
     FROM (SELECT c.sync_name, c.key FROM s3vl.outbox c
           WHERE c.sync_name = target AND c.status = 'pending' AND (c.lease_until IS NULL OR c.lease_until < now())
-          ORDER BY c.enqueued_at, c.key
+          ORDER BY c.enqueued_at   -- outbox_pending_idx order: no sort of the whole queue
           LIMIT batch FOR UPDATE SKIP LOCKED) AS picked
     WHERE o.sync_name = picked.sync_name AND o.key = picked.key
     RETURNING o.sync_name, o.key, o.version, o.attempts;
