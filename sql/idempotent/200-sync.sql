@@ -427,6 +427,7 @@ DECLARE
     text_type regtype;
     expr_cols text[];
     view_name text := 's3vl_expr_check_' || pg_catalog.pg_backend_pid();
+    probe refcursor;
     err text;
 BEGIN
     IF s.name IS NULL OR s.name !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
@@ -495,10 +496,17 @@ BEGIN
         RAISE EXCEPTION 'text_expression is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     BEGIN
+        -- parsed as one query first (a cursor cannot hold two): nothing smuggled after a ';' ever
+        -- runs; and in a WHERE clause, where aggregates, window and set-returning functions are refused
+        OPEN probe FOR EXECUTE format('SELECT 1 FROM ONLY %s AS t WHERE (%s) IS NOT NULL LIMIT 0', s.source, s.text_expression);
+        CLOSE probe;
         EXECUTE format('CREATE TEMPORARY VIEW %I AS SELECT (%s) AS e FROM ONLY %s AS t', view_name, s.text_expression, s.source);
-    EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
+    EXCEPTION WHEN invalid_cursor_definition THEN
+        RAISE EXCEPTION 'text_expression must be one SQL expression over %', s.source
+            USING ERRCODE = 'invalid_parameter_value';
+    WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
               OR undefined_table OR grouping_error OR feature_not_supported OR invalid_text_representation
-              OR ambiguous_column OR wrong_object_type THEN
+              OR ambiguous_column OR wrong_object_type OR windowing_error THEN
         GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
         RAISE EXCEPTION 'text_expression % is not valid over %: %', quote_literal(s.text_expression), s.source, err
             USING ERRCODE = 'invalid_parameter_value',
@@ -512,6 +520,17 @@ BEGIN
     JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND (a.attnum = d.refobjsubid OR (d.refobjsubid = 0 AND a.attnum > 0))
     WHERE r.ev_class = ('pg_temp.' || quote_ident(view_name))::regclass
       AND d.refobjid = s.source AND NOT a.attisdropped;
+    -- it may read only the source row: a change elsewhere would not be captured
+    IF EXISTS (SELECT FROM pg_catalog.pg_rewrite r
+               JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+               WHERE r.ev_class = ('pg_temp.' || quote_ident(view_name))::regclass
+                 AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                 AND d.refobjid NOT IN (s.source, r.ev_class)) THEN
+        EXECUTE format('DROP VIEW pg_temp.%I', view_name);
+        RAISE EXCEPTION 'text_expression may read only the columns of % (it reads other tables)', s.source
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Changes to other tables are not captured: denormalise into the source table, or sync a view''s base table.';
+    END IF;
     EXECUTE format('DROP VIEW pg_temp.%I', view_name);
     IF (SELECT t.typcategory FROM pg_catalog.pg_type t WHERE t.oid = text_type) <> 'S' THEN
         RAISE EXCEPTION 'text_expression must be of type text, not %', text_type

@@ -42,6 +42,12 @@ def _create(conn: psycopg.Connection[Any], **overrides: Any) -> Any:
         ({"text_expression": "name ||"}, "is not valid over"),
         ({"text_expression": "price * 2"}, "text_expression must be of type text, not numeric"),
         ({"text_expression": "  "}, "text_expression is empty"),
+        ({"text_expression": "name) IS NOT NULL; CREATE TABLE public.pwned (a int); "
+                             "SELECT 1 FROM public.products t WHERE (name"},
+         "must be one SQL expression"),
+        ({"text_expression": "(SELECT max(index_name) FROM s3vl.indexes)"}, "may read only the columns"),
+        ({"text_expression": "count(*)::text"}, "aggregate functions are not allowed"),
+        ({"text_expression": "unnest(ARRAY[name, name])"}, "set-returning functions are not allowed"),
         ({"metadata_columns": ["category", "missing"]}, 'metadata column "missing" does not exist'),
         ({"metadata_columns": ["s3vl_id"]}, "the s3vl_ prefix is reserved"),
         ({"index_name": "unregistered"}, 'index "unregistered" is not registered'),
@@ -62,6 +68,7 @@ def test_create_sync_refuses_bad_definitions(conn: psycopg.Connection[Any], over
     with pytest.raises(psycopg.Error, match=message):
         _create(conn, **overrides)
     assert conn.execute("SELECT count(*) FROM s3vl.syncs").fetchone() == (0,)
+    assert conn.execute("SELECT to_regclass('public.pwned')").fetchone() == (None,)
 
 
 def test_table_without_primary_key_is_refused(conn: psycopg.Connection[Any]) -> None:
