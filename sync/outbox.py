@@ -231,6 +231,13 @@ class Outbox:
             row = cur.fetchone()
         return int(row["n"]) if row else 0
 
+    def extend(self, sync: str, worker: str, keys: Sequence[str], lease_seconds: float) -> int:
+        with self._cursor() as cur:
+            cur.execute("SELECT s3vl.extend_lease(%s, %s, %s::text[], %s) AS n",
+                        (sync, worker, list(keys), lease_seconds))
+            row = cur.fetchone()
+        return int(row["n"]) if row else 0
+
     def retry_failed(self, sync: str | None = None) -> int:
         with self._cursor() as cur:
             cur.execute("SELECT s3vl.retry_failed(%s) AS n", (sync,))

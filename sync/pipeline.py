@@ -154,7 +154,8 @@ class Pipeline:
     """Processes leased batches of one sync with its embedder and vector store."""
 
     def __init__(self, sync: SyncDef, outbox: Outbox, store: VectorStore, embedder: Embedder, worker: str,
-                 *, retry_after: float = 0.0, non_filterable: Sequence[str] = RESERVED_NON_FILTERABLE) -> None:
+                 *, retry_after: float = 0.0, non_filterable: Sequence[str] = RESERVED_NON_FILTERABLE,
+                 lease_seconds: float | None = None) -> None:
         self.sync = sync
         self.outbox = outbox
         self.store = store
@@ -162,6 +163,7 @@ class Pipeline:
         self.worker = worker
         self.retry_after = retry_after
         self.non_filterable = list(non_filterable)
+        self.lease_seconds = lease_seconds
 
     def process(self, lease: Lease) -> BatchReport:
         sync = self.sync
@@ -175,6 +177,7 @@ class Pipeline:
         clock.lap("get")
         self._embed([w for w in plan if w.kind == "embed"], report)
         clock.lap("embed")
+        self._keep_lease(lease, clock)
         self._build([w for w in plan if w.kind in ("embed", "metadata")])
         self._put([w for w in plan if w.kind in ("embed", "metadata")], report)
         self._delete([w for w in plan if w.kind in ("embed", "metadata", "delete")], report)
@@ -191,6 +194,12 @@ class Pipeline:
         clock.lap("complete")
         self._count(plan, report)
         return report
+
+    def _keep_lease(self, lease: Lease, clock: _Clock) -> None:
+        """Past half the lease, renew it, so a slow batch is not taken over by another worker."""
+        if self.lease_seconds and time.perf_counter() - clock.start > self.lease_seconds / 2:
+            self.outbox.extend(self.sync.name, self.worker, [k.key for k in lease.keys], self.lease_seconds)
+            log.info("batch.lease_extended", sync=self.sync.name, keys=len(lease.keys))
 
     def _reuse_vectors(self, work: list[Work]) -> None:
         """Metadata-only rows keep their vectors: read them back instead of calling the model.
@@ -265,7 +274,7 @@ class Pipeline:
 class _Clock:
     def __init__(self, report: BatchReport) -> None:
         self.report = report
-        self.t = time.perf_counter()
+        self.start = self.t = time.perf_counter()
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()

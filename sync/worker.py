@@ -106,7 +106,7 @@ class Worker:
                                        self._client("bedrock-runtime"), concurrency=self.options.concurrency,
                                        policy=self.options.policy)
         pipe = Pipeline(sync, self.outbox, store, embedder, self.worker_id, retry_after=self.options.retry_after,
-                        non_filterable=non_filterable)
+                        non_filterable=non_filterable, lease_seconds=self.options.lease_seconds)
         self._pipelines[sync_name] = (sync, pipe)
         return pipe
 

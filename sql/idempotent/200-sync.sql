@@ -888,6 +888,20 @@ AS $$
     SELECT count(*)::int FROM r
 $$;
 
+-- A worker still busy with its batch keeps its lease (called between pipeline stages when a
+-- batch runs long). Returns the keys still held.
+CREATE OR REPLACE FUNCTION s3vl.extend_lease(sync_name text, worker text, keys text[], lease_seconds double precision)
+RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH r AS (
+        UPDATE s3vl.outbox o SET lease_until = now() + make_interval(secs => lease_seconds)
+        WHERE o.sync_name = extend_lease.sync_name AND o.key = ANY (keys) AND o.leased_by = worker
+        RETURNING 1)
+    SELECT count(*)::int FROM r
+$$;
+
 -- Failed keys go back to pending with fresh attempts. NULL = every sync.
 CREATE OR REPLACE FUNCTION s3vl.retry_failed(sync_name text DEFAULT NULL)
 RETURNS bigint
@@ -951,6 +965,7 @@ GRANT EXECUTE ON FUNCTION
     s3vl.drop_sync(text, boolean),
     s3vl.lease(text, int, double precision, text), s3vl.complete(text, text, jsonb), s3vl.fail(text, text, jsonb, double precision),
     s3vl.release(text, text, text[]), s3vl.retry_failed(text),
+    s3vl.extend_lease(text, text, text[], double precision),
     s3vl.capture_slot_name(), s3vl.capture_logical(int), s3vl.capture_consume(pg_lsn)
     TO s3vl_admin;
 -- the capture trigger runs as the table's writers; it is SECURITY DEFINER and only enqueues

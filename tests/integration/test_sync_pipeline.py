@@ -112,3 +112,30 @@ def test_embedding_refusal_and_metadata_only_reuse(outbox: Outbox, db_url: str) 
     report = _run(outbox, store, embedder)
     assert (report.metadata_only, report.embedded) == (0, 1)
     assert "3" in store.vectors
+
+
+def test_slow_batch_keeps_its_lease(outbox: Outbox, db_url: str) -> None:
+    import time
+
+    class SlowEmbedder(FakeEmbedder):
+        def embed(self, texts: Sequence[str]) -> Embedded:
+            time.sleep(0.7)
+            return super().embed(texts)
+
+    seen: list[float] = []
+
+    class WatchingStore(FakeStore):
+        def put(self, vectors: Sequence[Vector]) -> int:
+            with psycopg.connect(db_url) as c:
+                row = c.execute("SELECT extract(epoch FROM min(lease_until) - now()) FROM s3vl.outbox").fetchone()
+            seen.append(float(row[0]))  # type: ignore[index]
+            return super().put(vectors)
+
+    pipe = Pipeline(outbox.sync("products"), outbox, WatchingStore(), SlowEmbedder(), "w",  # type: ignore[arg-type]
+                    lease_seconds=1.0)
+    lease = outbox.lease("w", 100, 1.0)
+    assert lease is not None
+    report = pipe.process(lease)
+    assert report.completed == 6
+    assert seen
+    assert seen[0] > 0.8  # renewed after the slow embedding (without it: about 0.3 s left)
