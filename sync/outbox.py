@@ -257,7 +257,8 @@ class Outbox:
                 "SELECT sync_name, source::text AS source, index_name, embedding_model, embedding_version, "
                 "capture, pending, leased, retrying, failed, "
                 "extract(epoch FROM oldest_pending_age)::float8 AS lag_seconds, "
-                "last_success, synced_keys, last_reconcile_at, last_reconcile FROM s3vl.sync_status ORDER BY 1")
+                "last_success, synced_keys, last_reconcile_at, last_reconcile, capture_lag_bytes "
+                "FROM s3vl.sync_status ORDER BY 1")
             return list(cur.fetchall())
 
     def failures(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -924,7 +924,11 @@ SELECT s.name AS sync_name, s.source, s.index_name, s.embedding_model, s.embeddi
        q.oldest_pending_age, s.last_success_at AS last_success,
        coalesce(st.synced_keys, 0) AS synced_keys,
        rr.finished_at AS last_reconcile_at, rr.report AS last_reconcile,
-       coalesce(q.retrying, 0) AS retrying   -- failed once, waiting for its backoff (s3vl.fail retry_after)
+       coalesce(q.retrying, 0) AS retrying,  -- failed once, waiting for its backoff (s3vl.fail retry_after)
+       CASE WHEN s.capture = 'logical' THEN (
+           SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), rs.confirmed_flush_lsn)::bigint
+           FROM pg_catalog.pg_replication_slots rs WHERE rs.slot_name = s3vl.capture_slot_name())
+       END AS capture_lag_bytes              -- WAL the capture slot has not consumed yet (logical syncs)
 FROM s3vl.syncs s
 LEFT JOIN LATERAL (
     SELECT count(*) FILTER (WHERE o.status = 'pending') AS pending,
@@ -952,7 +956,7 @@ GRANT USAGE ON SEQUENCE s3vl.reconcile_runs_id_seq TO s3vl_admin;
 GRANT SELECT ON s3vl.sync_status, s3vl.sync_failures TO s3vl_admin, s3vl_reader;
 GRANT EXECUTE ON FUNCTION
     s3vl.embedding_models(), s3vl.sync_key_sql(text, text), s3vl.sync_text_sql(text, text),
-    s3vl.sync_hash_sql(text, text), s3vl.sync_metadata_sql(text, text)
+    s3vl.sync_hash_sql(text, text), s3vl.sync_metadata_sql(text, text), s3vl.capture_slot_name()
     TO s3vl_admin, s3vl_reader;
 GRANT EXECUTE ON FUNCTION
     s3vl._key_sql(text[], text), s3vl._sync(text), s3vl._hash_of_sql(text), s3vl._metadata_sql(regclass, text[], text),

@@ -41,6 +41,9 @@ def test_logical_capture_end_to_end(env: SyncEnv) -> None:
     assert env.sql("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'products'::regclass")[0][0] == 0
     env.drain()  # creates the slot, resyncs, processes the backfill
     assert _slot(env)[1]
+    lag = env.sql("SELECT capture, capture_lag_bytes FROM s3vl.sync_status")[0]
+    assert lag[0] == "logical"
+    assert lag[1] is not None
     env.assert_converged()
 
     env.sql("INSERT INTO products (id, name) VALUES (100, 'logical insert')")
