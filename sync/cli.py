@@ -319,6 +319,10 @@ def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from sync import demo
 
+    if args.log_level is None:
+        # The demo narrates its own steps; per-batch log lines would bury them. Warnings and
+        # errors still show; --log-level info brings the batch lines back.
+        configure_logging("warning", settings.log_format)
     demo.run(settings, count=args.products, embedder=args.embedder)
     return 0
 
