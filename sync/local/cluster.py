@@ -13,11 +13,9 @@ this is a throwaway development cluster, reachable only from this machine.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ import psycopg
 import structlog
 
 from sync.errors import LocalStackError
+from sync.local.processes import pid_alive, port_in_use
 
 log = structlog.get_logger(__name__)
 
@@ -100,36 +99,6 @@ def ensure_packages() -> None:
             raise LocalStackError(f"'{' '.join(cmd)}' failed: " + " | ".join(tail))
 
 
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """True when something already listens on ``host:port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise
-    return False
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (for tests and throwaway clusters)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Cluster:
     """Control of one private cluster: ``root`` is the stack's data folder, ``root/pg`` PGDATA."""
 
@@ -157,7 +126,7 @@ class Cluster:
         except (FileNotFoundError, IndexError):
             return None
         pid = int(first.strip())
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def status(self) -> ClusterStatus:
         pid = self.running_pid()

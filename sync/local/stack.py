@@ -25,6 +25,7 @@ from sync.errors import LocalStackError
 from sync.local import cluster as cluster_mod
 from sync.local.endpoint import process as endpoint_process
 from sync.local.endpoint.admin import AdminClient
+from sync.local.processes import pid_alive, port_in_use
 
 log = structlog.get_logger(__name__)
 
@@ -153,9 +154,9 @@ class Stack:
             healthy = False
         if healthy:
             return
-        if pid is not None and endpoint_process.pid_alive(pid):
+        if pid is not None and pid_alive(pid):
             endpoint_process.stop(pid)
-        if cluster_mod.port_in_use(self.state.endpoint_port):
+        if port_in_use(self.state.endpoint_port):
             raise LocalStackError(
                 f"port {self.state.endpoint_port} is in use by another process; stop it or choose "
                 "another port with S3VL_DEV_ENDPOINT_PORT"

@@ -36,8 +36,9 @@ from botocore.config import Config
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sync import schema
-from sync.local.cluster import Cluster, free_port
+from sync.local.cluster import Cluster
 from sync.local.endpoint import process
+from sync.local.processes import free_port
 
 LAMBDA_ARN = "arn:aws:lambda:us-west-2:000000000000:function:s3vl-query"
 CATEGORIES = [f"cat-{i}" for i in range(20)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,16 +25,11 @@ from botocore.config import Config
 
 from sync.local.endpoint import process
 from sync.local.endpoint.admin import AdminClient
+from sync.local.processes import free_port
 
 REGION = "us-west-2"
 DUMMY_KEY = "s3vl-local"
 LAMBDA_ARN = "arn:aws:lambda:us-west-2:000000000000:function:s3vl-query"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

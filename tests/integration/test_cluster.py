@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from sync.errors import LocalStackError
-from sync.local.cluster import Cluster, free_port
+from sync.local.cluster import Cluster
+from sync.local.processes import free_port
 from tests.support.pg import make_root
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sync.local.cluster import free_port
+from sync.local.processes import free_port
 from tests.integration.endpoint_fixtures import EndpointHandle
 from tests.integration.query_support import ENDPOINT_GUC, register_function
 from tests.support.pg import TestCluster

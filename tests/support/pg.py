@@ -20,7 +20,8 @@ import psycopg
 from psycopg import sql
 
 from sync import schema
-from sync.local.cluster import Cluster, free_port
+from sync.local.cluster import Cluster
+from sync.local.processes import free_port
 
 TEMPLATE = "s3vl_template"
 

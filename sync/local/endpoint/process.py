@@ -19,6 +19,7 @@ from typing import Any
 
 from sync.errors import LocalStackError
 from sync.local.endpoint.admin import AdminClient
+from sync.local.processes import pid_alive
 
 
 def url_for(host: str, port: int) -> str:
@@ -28,21 +29,6 @@ def url_for(host: str, port: int) -> str:
 def is_healthy(url: str, timeout: float = 1.0) -> bool:
     """True when the endpoint at ``url`` answers its health route."""
     return AdminClient(url, timeout=timeout).is_healthy()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours is not alive: reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == 0
 
 
 def start(
