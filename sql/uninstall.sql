@@ -1,7 +1,7 @@
 -- Remove every trace of s3vl from this database: the schema (with the capture triggers that
 -- depend on its functions), the replication slots it created, and its roles when no other
 -- database still uses them. Run by `s3vl uninstall-sql`.
--- the logical capture slot (H-sync, sql/idempotent/200-sync.sql: s3vl.capture_slot_name())
+-- the logical capture slot (s3vl.capture_slot_name(), sql/idempotent/200-sync.sql)
 SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots
 WHERE slot_name = 's3vl_capture_' || (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
   AND NOT active;

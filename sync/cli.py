@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sync import __version__, schema
+from sync import __version__, schema, terminal
 from sync.config import Settings, load_settings
 from sync.errors import ConfigError, S3vlError
 from sync.logs import configure_logging, safe_url
 
 if TYPE_CHECKING:
     from sync.local.stack import Stack
+    from sync.reconcile_report import ReconcileReport
     from sync.worker import WorkerOptions
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -41,6 +43,11 @@ def database_url(args: argparse.Namespace, settings: Settings) -> str:
         return str(url)
     stack = _stack(settings)
     if stack.cluster.running_pid() is not None:
+        # The local database goes with the local AWS endpoint: without this, a command run in a
+        # shell that did not `eval "$(s3vl dev env)"` would look for AWS credentials instead.
+        for key, value in stack.env().items():
+            if key.startswith("AWS_"):
+                os.environ.setdefault(key, value)
         return stack.state.database_url
     raise ConfigError(
         "no database: set S3VL_DATABASE_URL (or --database-url), or start the local stack with 's3vl dev up'"
@@ -117,7 +124,7 @@ def _cmd_uninstall_sql(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# --- example (H-query) ----------------------------------------------------------------------
+# --- example ----------------------------------------------------------------------
 def _cmd_example_walkthrough(args: argparse.Namespace, settings: Settings) -> int:
     from sync.examples import walkthrough
 
@@ -144,10 +151,8 @@ def _add_example_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     walk.set_defaults(handler=_cmd_example_walkthrough)
 
 
-# --- reconcile / reindex (H-reconcile) -------------------------------------------------------
+# --- reconcile / reindex -------------------------------------------------------
 def _cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from rich.console import Console
-
     from sync import reconcile_report
     from sync.reconcile import ReconcileOptions, reconcile, write_metrics
 
@@ -162,7 +167,7 @@ def _cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         segments=args.segments or settings.reconcile_segments, sample_size=settings.reconcile_sample_size,
     )
     url = database_url(args, settings)
-    stderr = Console(stderr=True)
+    stderr = terminal.console(stderr=True)
     if stderr.is_terminal and not args.no_progress:
         with reconcile_report.TerminalProgress(stderr) as bar:
             reports = reconcile(url, options, args.sync or None, progress=bar)
@@ -173,8 +178,27 @@ def _cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(reconcile_report.to_json(reports))
     else:
-        reconcile_report.render(reports, Console(), settings.reconcile_sample_size)
+        reconcile_report.render(reports, terminal.console(), settings.reconcile_sample_size)
+    _emit_reconcile_emf(reports, settings, to_stderr=args.json)
     return int(reconcile_report.overall_exit_code(reports))
+
+
+def _emf_on(settings: Settings) -> bool:
+    import os
+
+    from sync import emf
+
+    return emf.enabled(settings.emf, settings.emf_interval_seconds, os.environ)
+
+
+def _emit_reconcile_emf(reports: list[ReconcileReport], settings: Settings, *, to_stderr: bool) -> None:
+    """ReconcileDrift per sync as EMF lines (stderr when --json owns stdout); see sync.emf."""
+    import time
+
+    from sync import emf
+
+    if _emf_on(settings):
+        emf.write(sys.stderr if to_stderr else sys.stdout, emf.reconcile_documents(reports, int(time.time() * 1000)))
 
 
 def _add_reconcile_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -247,7 +271,7 @@ def _add_reindex_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     rx.set_defaults(handler=_cmd_reindex)
 
 
-# --- sync worker (H-sync) -------------------------------------------------------------------
+# --- sync worker -------------------------------------------------------------------
 def _worker_options(args: argparse.Namespace, settings: Settings) -> WorkerOptions:
     from sync.worker import WorkerOptions
 
@@ -256,6 +280,7 @@ def _worker_options(args: argparse.Namespace, settings: Settings) -> WorkerOptio
         lease_seconds=settings.worker_lease_seconds, poll_seconds=settings.worker_poll_seconds,
         concurrency=settings.worker_concurrency, retry_after=settings.worker_retry_seconds,
         only_sync=getattr(args, "sync", None), region=settings.aws_region, endpoint_url=settings.aws_endpoint_url,
+        emf_interval=settings.emf_interval_seconds if args.command == "worker" and _emf_on(settings) else 0.0,
     )
 
 
@@ -276,15 +301,13 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from rich.console import Console
-
     from sync import status
 
     result = status.collect(database_url(args, settings))
     if args.json:
         print(status.to_json(result))
     else:
-        status.render(result, Console())
+        status.render(result, terminal.console())
     return status.exit_code(result)
 
 

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         description="Endpoint for every AWS service (the local stack sets it).",
     )
 
-    # --- reconcile (H-reconcile) ---------------------------------------------------------------
+    # --- reconcile ---------------------------------------------------------------
     reconcile_max_delete_share: float = Field(
         default=0.10, ge=0.0, le=1.0,
         description="Largest share of an index reconcile --apply deletes without --force (0.10 = 10%).",
@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         default=10, ge=0, le=1000, description="Keys shown per drift category in a reconcile report."
     )
 
-    # --- sync worker (H-sync) -----------------------------------------------------------------
+    # --- sync worker -----------------------------------------------------------------
     worker_batch_size: int = Field(default=100, ge=1, le=1000, description="Keys leased per batch.")
     worker_lease_seconds: float = Field(
         default=300.0, gt=0, description="How long a batch's keys stay leased (a dead worker's keys then come back)."
@@ -87,6 +87,17 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="Backoff base before a failed row is tried again (doubles per attempt)."
     )
 
+    # --- CloudWatch embedded metric format (sync/emf.py) ---------------------------------------
+    emf: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Write the CloudWatch metrics (OutboxLagSeconds, FailedRows, ReconcileDrift) as EMF JSON "
+        "lines: auto = only inside ECS (ECS_CONTAINER_METADATA_URI_V4 set), on, off.",
+    )
+    emf_interval_seconds: float = Field(
+        default=60.0, ge=0,
+        description="How often the worker writes its EMF lines (seconds, at least 1); 0 disables EMF.",
+    )
+
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level that is logged."
@@ -95,10 +106,17 @@ class Settings(BaseSettings):
         default="auto", description="auto = console on a terminal, JSON otherwise."
     )
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "emf", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("emf_interval_seconds")
+    @classmethod
+    def _check_emf_interval(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (off) or at least 1 second")
+        return value
 
     @field_validator("database_url")
     @classmethod

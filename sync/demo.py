@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sync import terminal
 from sync.config import Settings
 from sync.demo_catalog import catalog
 from sync.errors import S3vlError
@@ -208,7 +209,7 @@ def run(settings: Settings, *, count: int = 1200, embedder: str = "minilm",
         console: Console | None = None) -> DemoResult:
     from sync.local.stack import Stack, query_function_arn
 
-    console = console or Console()
+    console = console or terminal.console()
     stack = Stack(settings.data_dir, settings.dev_pg_port, settings.dev_endpoint_port)
     console.print(f"[bold]1.[/] starting the local stack (PostgreSQL 15 + local AWS endpoint, embedder {embedder})")
     state = stack.up(embedder=embedder)

@@ -7,7 +7,7 @@ Tables (per run, per sync):
 
 * ``s3vl_rc_src``  (id, hash): every source row with non-blank text: its key text and current
   content hash, computed with the sync's own SQL expressions (``s3vl.sync_key_sql`` /
-  ``sync_text_sql`` / ``_hash_of_sql``, H-sync), the same ones the worker's hashes must equal.
+  ``sync_text_sql`` / ``_hash_of_sql`` in sql/idempotent/200-sync.sql), the same ones the worker's hashes must equal.
 * ``s3vl_rc_vec``  (key, id, chunk, ev, hash, orphan, source_gone): every listed vector. A vector
   is an *orphan* when its key is not one s3vl writes (``<id>`` or ``<id>#<n>``), its source row
   is gone, or it is a chunk beyond the chunk count the state row records.
@@ -50,7 +50,7 @@ class SyncTarget:
 @dataclass(frozen=True)
 class Expressions:
     """The sync's SQL over the alias ``src``: key text and rendered text; and the content hash
-    expression over ``q.t`` (the rendered text), all from H-sync's helpers."""
+    expression over ``q.t`` (the rendered text), all from the sync SQL helpers."""
 
     key: str
     text: str
@@ -58,7 +58,7 @@ class Expressions:
 
 
 def load_expressions(conn: psycopg.Connection[Any], sync_name: str) -> Expressions:
-    """The key/text/hash expressions from H-sync's SQL helpers (one definition for worker and reconcile)."""
+    """The key/text/hash expressions from the sync SQL helpers (one definition for worker and reconcile)."""
     row = conn.execute(
         "SELECT s3vl.sync_key_sql(%s, 'src'), s3vl.sync_text_sql(%s, 'src'), s3vl._hash_of_sql('q.t')",
         (sync_name, sync_name),

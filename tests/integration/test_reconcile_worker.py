@@ -1,4 +1,4 @@
-"""Reconcile with the real sync worker (H-sync's pipeline, local Bedrock + S3 Vectors): the worker's
+"""Reconcile with the real sync worker (the real pipeline, local Bedrock + S3 Vectors): the worker's
 vectors and state agree with reconcile's SQL view exactly; drift made while the worker is stopped
 is found, repaired with --apply, and the worker's next pass leaves nothing for a second run.
 """
