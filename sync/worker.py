@@ -6,6 +6,9 @@
   released; no attempt is counted) and the loop backs off before trying again.
 * SIGTERM/SIGINT: the current batch is finished, then the loop exits. A second signal abandons
   the batch at once (its lease expires; nothing is lost, the keys are processed again).
+* With ``emf_interval`` > 0 an :class:`EmfPublisher` thread writes each sync's CloudWatch metrics
+  (:mod:`sync.emf`) to stdout at start, every interval and at exit, over its own connection, so
+  a long batch or a backoff never leaves the lag alarm without datapoints.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import contextlib
 import os
 import signal
 import socket
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from sync import aws, embedders, metrics
+from sync import aws, embedders, emf, metrics
 from sync.aws import RetryPolicy
 from sync.capture import LogicalCapture
 from sync.errors import DatabaseError, EmbeddingError, SyncDefinitionError, TransientAwsError, VectorStoreError
@@ -47,6 +52,8 @@ class WorkerOptions:
     region: str | None = None
     endpoint_url: str | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    #: seconds between CloudWatch EMF lines on stdout (0 = none; the CLI decides, see sync.emf)
+    emf_interval: float = 0.0
 
 
 @dataclass
@@ -182,6 +189,10 @@ class Worker:
         """Process batches until stopped (or, with ``once``, until nothing is leasable)."""
         backoff = self.options.poll_seconds
         errors = 0
+        publisher = None
+        if self.options.emf_interval > 0:
+            publisher = EmfPublisher(self.outbox.conninfo, self.options.emf_interval, self.options.only_sync)
+            publisher.start()
         try:
             while not self._stopping:
                 try:
@@ -207,6 +218,8 @@ class Worker:
         except _Abandon:
             log.info("worker.abandoned")
         finally:
+            if publisher is not None:
+                publisher.stop()
             self.outbox.close()
             self.capture.close()
         return self.totals
@@ -225,6 +238,68 @@ class Worker:
                 metrics.LAG_SECONDS.labels(s["sync_name"]).set(s["lag_seconds"] or 0.0)
         except DatabaseError:
             pass
+
+
+class EmfPublisher:
+    """Writes the worker's EMF lines (one per sync) at start, every ``interval`` seconds, and at stop.
+
+    A daemon thread with its own :class:`Outbox` connection; the schedule is fixed-rate (start +
+    k * interval), so the lines keep their offset within the minute. A database error skips that
+    round (logged, the worker carries on); the lag alarm then sees missing data, which it treats
+    as breaching.
+    """
+
+    def __init__(self, conninfo: str, interval: float, only_sync: str | None = None,
+                 stream: Callable[[], Any] | None = None) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.interval = interval
+        self.only_sync = only_sync
+        self._outbox = Outbox(conninfo)
+        self._stream = stream or (lambda: sys.stdout)  # resolved per write (redirected streams)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.lines = 0
+
+    def publish(self) -> int:
+        """Write one line per sync now; the number of lines (0 when the database is unreachable)."""
+        with self._lock:
+            try:
+                rows = self._outbox.status()
+                docs = emf.worker_documents(rows, int(time.time() * 1000), self.only_sync)
+                n = emf.write(self._stream(), docs)
+            except Exception as exc:  # metrics never stop the worker (database down, closed stdout, ...)
+                log.warning("emf.skipped", error=str(exc), error_type=type(exc).__name__)
+                return 0
+            self.lines += n
+            return n
+
+    def _run(self, first_at: float) -> None:
+        next_at = first_at
+        while not self._stop.wait(max(next_at - time.monotonic(), 0.0)):
+            self.publish()
+            next_at += self.interval
+            if next_at <= time.monotonic():  # fell behind (a slow query): skip the missed rounds
+                next_at = time.monotonic() + self.interval
+
+    def start(self) -> None:
+        """Publish now (in the caller), then every interval from a daemon thread."""
+        started = time.monotonic()
+        self.publish()
+        self._thread = threading.Thread(target=self._run, args=(started + self.interval,), name="s3vl-emf",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread, write the final lines, close the connection."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        try:
+            self.publish()
+        finally:
+            self._outbox.close()
 
 
 def backfill(conninfo: str, sync_name: str, options: WorkerOptions,
