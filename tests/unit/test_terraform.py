@@ -724,6 +724,38 @@ def test_alarms() -> None:
     assert module().locals["alarm_actions"] == "${concat(var.alarm_actions, aws_sns_topic.alarms[*].arn)}"
 
 
+def _s3vl_metric_uses(node: Any) -> Iterator[dict[str, Any]]:
+    """Every block of the module (alarm, metric_query metric, ...) that names a metric in namespace s3vl."""
+    if isinstance(node, dict):
+        if node.get("namespace") in ("${local.metric_namespace}", "s3vl") and "metric_name" in node:
+            yield node
+        for value in node.values():
+            yield from _s3vl_metric_uses(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _s3vl_metric_uses(value)
+
+
+def test_alarm_metrics_are_exactly_the_ones_sync_emf_emits() -> None:
+    """alarms.tf / worker.tf read what sync/emf.py writes: names, namespace, dimension, a gauge statistic."""
+    from sync import emf
+
+    cfg = module()
+    assert cfg.locals["metric_namespace"] == emf.NAMESPACE
+    uses = list(_s3vl_metric_uses(cfg.resources))
+    assert {u["metric_name"] for u in uses} == set(emf.METRICS)
+    scaling = [u for u in uses if "stat" in u]
+    assert scaling, "the autoscaling alarms read OutboxLagSeconds through metric_query"
+    for use in uses:
+        assert set(use["dimensions"]) == {emf.DIMENSION}, use
+        # every s3vl metric is a gauge published repeatedly (several workers report the same sync)
+        assert use.get("statistic", use.get("stat")) == "Maximum", use
+        if "unit" in use:  # an alarm with a unit only matches datapoints of that unit
+            assert use["unit"] == emf.METRICS[use["metric_name"]], use
+    by_source = {u["metric_name"] for u in uses}
+    assert set(emf.WORKER_METRICS) | set(emf.RECONCILE_METRICS) == by_source
+
+
 # ---------------------------------------------------------------------------------------------------
 # Dockerfile
 # ---------------------------------------------------------------------------------------------------

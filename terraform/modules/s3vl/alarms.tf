@@ -2,9 +2,10 @@
 # CloudWatch alarms. Lambda metrics come from AWS/Lambda; the sync metrics are published by the worker
 # and the reconcile job in namespace "s3vl", dimension Sync=<sync name>, through CloudWatch embedded
 # metric format (EMF) log lines:
-#   OutboxLagSeconds  age of the oldest pending outbox row        (worker, every loop)
-#   FailedRows        outbox rows that exhausted their retries    (worker, every loop)
-#   ReconcileDrift    orphans + missing + stale keys found        (reconcile, each run)
+#   OutboxLagSeconds  age of the oldest pending outbox row        (worker, every S3VL_EMF_INTERVAL_SECONDS)
+#   FailedRows        outbox rows that exhausted their retries    (worker, every S3VL_EMF_INTERVAL_SECONDS)
+#   ReconcileDrift    orphans + missing + stale keys found        (reconcile, each run; keys already
+#                     queued in the outbox are lag, not drift)    see sync/emf.py
 # ---------------------------------------------------------------------------------------------------
 
 locals {
