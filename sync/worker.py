@@ -292,10 +292,17 @@ class EmfPublisher:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread, write the final lines, close the connection."""
+        """Stop the thread, write the final lines, close the connection.
+
+        A round stuck in the database (the thread still alive after 10 s) is left to die with the
+        process: shutting down never waits on metrics.
+        """
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=10)
+            if self._thread.is_alive():
+                log.warning("emf.stop_abandoned")
+                return
         try:
             self.publish()
         finally:

@@ -6,6 +6,7 @@ the database: what the alarms in terraform/modules/s3vl/alarms.tf would read.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -161,3 +162,29 @@ def test_reconcile_writes_drift_found_per_sync(env: SyncEnv) -> None:
     quiet = s3vl(env, "reconcile", "--no-progress")  # outside ECS: no EMF
     assert not emf_lines(quiet.stdout)
     assert not emf_lines(quiet.stderr)
+
+
+def test_publisher_never_stops_the_worker(env: SyncEnv) -> None:
+    """A broken stdout or an unreachable database costs the metrics, never the worker."""
+    from sync.worker import EmfPublisher
+
+    out = io.StringIO()
+    pub = EmfPublisher(env.db_url, 60, stream=lambda: out)
+    pub.start()
+    assert pub.lines == 1  # at start, synchronously
+    pub.stop()
+    assert pub.lines == 2
+    assert [json.loads(line)["Sync"] for line in out.getvalue().splitlines()] == ["products", "products"]
+
+    class Closed(io.StringIO):
+        def write(self, s: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    broken = EmfPublisher(env.db_url, 60, stream=Closed)
+    assert broken.publish() == 0
+    unreachable = EmfPublisher("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", 60, stream=lambda: out)
+    unreachable.start()
+    unreachable.stop()
+    assert unreachable.lines == 0
+    with pytest.raises(ValueError, match="positive"):
+        EmfPublisher(env.db_url, 0)
