@@ -238,6 +238,17 @@ class Outbox:
             row = cur.fetchone()
         return int(row["n"]) if row else 0
 
+    def begin_write(self, sync: str, results: Sequence[Result]) -> int:
+        """Before a PutVectors: mark the keys about to be written unknown in the state, their
+        chunk count widened (``s3vl.begin_write``), so a crash before :meth:`complete` cannot
+        leave a state that claims the old vectors."""
+        payload = json.dumps([{"key": r.key, "embedding_version": r.embedding_version, "chunk_count": r.chunk_count,
+                               "chunked": r.chunked} for r in results])
+        with self._cursor() as cur:
+            cur.execute("SELECT s3vl.begin_write(%s, %s::jsonb) AS n", (sync, payload))
+            row = cur.fetchone()
+        return int(row["n"]) if row else 0
+
     def retry_failed(self, sync: str | None = None) -> int:
         with self._cursor() as cur:
             cur.execute("SELECT s3vl.retry_failed(%s) AS n", (sync,))

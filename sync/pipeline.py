@@ -5,12 +5,16 @@
     -> reuse stored vectors for metadata-only rows (GetVectors; no model call)
     -> embed only what changed (Bedrock)
     -> build vectors and check their metadata (pure; a bad row fails alone)
-    -> PutVectors, then DeleteVectors (deleted rows, chunks that no longer exist)
+    -> mark the keys about to be written unknown in the state (write-ahead), then PutVectors,
+       then DeleteVectors (deleted rows, chunks that no longer exist)
     -> record state and complete (version-checked), count failures.
 
 No database transaction is open during the network calls: ``load`` and ``complete`` are each
 their own short transaction and the lease protects the keys in between. Any step may crash:
-nothing is acknowledged before S3 Vectors accepted the writes, so a rerun repeats the work.
+nothing is acknowledged before S3 Vectors accepted the writes, so a rerun repeats the work, and
+the state of keys being written says "unknown" (``s3vl.begin_write``) until ``complete``, so a
+rerun after a crash between the two re-embeds them (or deletes what was written for a row
+deleted meanwhile) instead of trusting the state of the vectors that were replaced.
 Transient AWS trouble (:class:`TransientAwsError`) propagates to the worker, which gives the
 batch back without counting an attempt against its rows.
 """
@@ -241,6 +245,8 @@ class Pipeline:
         vectors = [v for w in work for v in w.vectors]
         if not vectors:
             return
+        # write-ahead: from here until complete, the state of these keys says "unknown"
+        self.outbox.begin_write(self.sync.name, [result_of(self.sync, w) for w in work if w.vectors])
         try:
             self.store.put(vectors)
             report.vectors_put += len(vectors)

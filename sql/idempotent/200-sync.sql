@@ -902,6 +902,33 @@ AS $$
     SELECT count(*)::int FROM r
 $$;
 
+-- Write-ahead for a batch, called right before its PutVectors: the keys about to be written are
+-- marked unknown (content_hash, metadata_hash NULL) and their chunk count widened to cover the
+-- vector keys about to exist. A worker that dies after the put but before s3vl.complete then
+-- leaves a state that the next pass cannot mistake for current: a row changed back to its
+-- recorded text is re-embedded, and a row deleted meanwhile has its new vectors deleted.
+-- `writes` is a jsonb array of {key, embedding_version, chunk_count, chunked}.
+CREATE OR REPLACE FUNCTION s3vl.begin_write(sync_name text, writes jsonb)
+RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH w AS (
+        INSERT INTO s3vl.sync_state AS st (sync_name, key, content_hash, metadata_hash, embedding_version,
+                                           chunk_count, chunked, synced_at)
+        SELECT begin_write.sync_name, x.key, NULL, NULL, x.embedding_version, coalesce(x.chunk_count, 0),
+               coalesce(x.chunked, false), now()
+        FROM jsonb_to_recordset(writes) AS x(key text, embedding_version text, chunk_count int, chunked boolean)
+        ORDER BY x.key
+        ON CONFLICT ON CONSTRAINT sync_state_pkey DO UPDATE SET
+            content_hash = NULL, metadata_hash = NULL, embedding_version = excluded.embedding_version,
+            chunk_count = greatest(st.chunk_count, excluded.chunk_count), chunked = excluded.chunked,
+            synced_at = excluded.synced_at
+        RETURNING 1)
+    SELECT count(*)::int FROM w
+$$;
+COMMENT ON FUNCTION s3vl.begin_write(text, jsonb) IS 'Before a PutVectors: mark the keys about to be written unknown, widening their chunk count.';
+
 -- Failed keys go back to pending with fresh attempts. NULL = every sync.
 CREATE OR REPLACE FUNCTION s3vl.retry_failed(sync_name text DEFAULT NULL)
 RETURNS bigint
@@ -969,7 +996,7 @@ GRANT EXECUTE ON FUNCTION
     s3vl.drop_sync(text, boolean),
     s3vl.lease(text, int, double precision, text), s3vl.complete(text, text, jsonb), s3vl.fail(text, text, jsonb, double precision),
     s3vl.release(text, text, text[]), s3vl.retry_failed(text),
-    s3vl.extend_lease(text, text, text[], double precision),
+    s3vl.extend_lease(text, text, text[], double precision), s3vl.begin_write(text, jsonb),
     s3vl.capture_slot_name(), s3vl.capture_logical(int), s3vl.capture_consume(pg_lsn)
     TO s3vl_admin;
 -- the capture trigger runs as the table's writers; it is SECURITY DEFINER and only enqueues
