@@ -258,42 +258,128 @@ END
 $$;
 COMMENT ON FUNCTION s3vl.resync(text) IS 'Queue every key of a sync (backfill / full resync); returns the number queued.';
 
--- === trigger capture =======================================================================
--- One statement-level trigger per operation and sync, with transition tables. TG_ARGV[0] is
--- the sync. An UPDATE enqueues only keys whose read columns (keys, metadata, the text
--- expression's columns) changed; a changed primary key enqueues the old key and the new one.
--- SECURITY DEFINER so that writers to the source table need no privilege on s3vl; it only
--- ever evaluates key and column casts to text, never the sync's text expression.
-CREATE OR REPLACE FUNCTION s3vl._capture()
+-- The outbox has no foreign key to s3vl.syncs (sql/incremental/202: the per-row check was most
+-- of a bulk write's capture cost): a sync's deletion or rename cascades to its outbox rows here.
+CREATE OR REPLACE FUNCTION s3vl._syncs_cascade()
 RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM s3vl.outbox o WHERE o.sync_name = OLD.name;
+    ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
+        UPDATE s3vl.outbox o SET sync_name = NEW.name WHERE o.sync_name = OLD.name;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER syncs_cascade AFTER DELETE OR UPDATE OF name ON s3vl.syncs
+    FOR EACH ROW EXECUTE FUNCTION s3vl._syncs_cascade();
+
+-- === trigger capture =======================================================================
+-- One statement-level trigger per operation and sync, with transition tables, all calling the
+-- sync's own generated function s3vl._capture_<sync>() (s3vl._capture_function_sql). Its SQL
+-- is static (keys, read columns and sync name are spelled out at generation time), so each
+-- writer session plans it once and every statement after that only runs it: no catalog look-up,
+-- no string building, no dynamic EXECUTE per statement.
+-- An UPDATE enqueues only keys whose read columns (keys, metadata, the text expression's
+-- columns) changed, compared by binary image (`*=`: works for every type, and equal images
+-- render the same text); a changed key enqueues the old key and the new one. TRUNCATE resyncs.
+-- SECURITY DEFINER so that writers to the source table need no privilege on s3vl; it only ever
+-- evaluates key casts to text, never the sync's text expression.
+-- The function is regenerated when the sync's read columns may change (create_sync,
+-- alter_sync, every install-sql) and dropped by drop_sync.
+CREATE OR REPLACE FUNCTION s3vl._capture_function_name(sync_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT '_capture_' || sync_name $$;
+
+CREATE OR REPLACE FUNCTION s3vl._capture_function_sql(s s3vl.syncs)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $gen$
+DECLARE
+    k text := s3vl._key_sql(s.key_columns, 't');
+    -- once per statement (an InitPlan), not per row: a sync deleted without drop_sync
+    -- (DELETE FROM s3vl.syncs) leaves triggers that must queue nothing
+    live text := format('EXISTS (SELECT FROM s3vl.syncs WHERE name = %L)', s.name);
+    changed_keys text;
+BEGIN
+    IF NOT EXISTS (
+        SELECT FROM unnest(s.key_columns) AS c
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = s.source AND a.attname = c
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod
+                          WHERE am.amname = 'btree' AND oc.opcdefault AND oc.opcintype = a.atttypid)) THEN
+        -- old and new rows paired by the key columns themselves (a hash join on their types);
+        -- a changed pair enqueues both key texts (the same one, unless the key changed)
+        changed_keys := format(
+            'SELECT x.k FROM s3vl_new AS n FULL JOIN s3vl_old AS o ON %1$s '
+            'CROSS JOIN LATERAL (VALUES (%2$s), (%3$s)) AS x(k) '
+            'WHERE (%4$s) AND (n.%5$I IS NULL OR o.%5$I IS NULL OR NOT pg_catalog.record_image_eq(ROW(%6$s), ROW(%7$s)))',
+            (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(s.key_columns) AS c),
+            s3vl._key_sql(s.key_columns, 'n'), s3vl._key_sql(s.key_columns, 'o'), live, s.key_columns[1],
+            (SELECT string_agg(format('n.%I', c), ', ' ORDER BY c) FROM unnest(s.read_columns) AS c),
+            (SELECT string_agg(format('o.%I', c), ', ' ORDER BY c) FROM unnest(s.read_columns) AS c));
+    ELSE
+        -- a key type without a default btree operator class: pair the rows by key text
+        changed_keys := format(
+            'SELECT coalesce(n.k, o.k) FROM '
+            '(SELECT %1$s AS k, ROW(%2$s) AS r FROM s3vl_new AS t) AS n '
+            'FULL JOIN (SELECT %1$s AS k, ROW(%2$s) AS r FROM s3vl_old AS t) AS o ON n.k = o.k '
+            'WHERE (%3$s) AND (n.k IS NULL OR o.k IS NULL OR NOT (n.r *= o.r))',
+            k, (SELECT string_agg(format('t.%I', c), ', ' ORDER BY c) FROM unnest(s.read_columns) AS c), live);
+    END IF;
+    RETURN format($f$
+CREATE OR REPLACE FUNCTION s3vl.%1$I()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $capture$
+-- generated by s3vl._capture_function_sql for sync %2$s: do not edit (install-sql regenerates it)
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        %3$s;
+    ELSIF TG_OP = 'UPDATE' THEN
+        %4$s;
+    ELSIF TG_OP = 'DELETE' THEN
+        %5$s;
+    ELSIF EXISTS (SELECT FROM s3vl.syncs WHERE name = %2$L) THEN
+        PERFORM s3vl.resync(%2$L);
+    END IF;
+    RETURN NULL;
+END
+$capture$$f$,
+        s3vl._capture_function_name(s.name), s.name,
+        s3vl._enqueue_sql(s.name, format('SELECT %s FROM s3vl_new AS t WHERE %s', k, live)),
+        s3vl._enqueue_sql(s.name, changed_keys),
+        s3vl._enqueue_sql(s.name, format('SELECT %s FROM s3vl_old AS t WHERE %s', k, live)));
+END
+$gen$;
+
+-- (Re)generate a sync's capture function. SECURITY DEFINER: the function belongs to the schema's
+-- owner, whoever manages the sync; it is built from the stored, validated definition only.
+CREATE OR REPLACE FUNCTION s3vl._install_capture(sync_name text)
+RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s s3vl.syncs;
-    cols text;
+    s s3vl.syncs := s3vl._sync(sync_name);
 BEGIN
-    SELECT * INTO s FROM s3vl.syncs WHERE name = TG_ARGV[0];
-    IF NOT FOUND THEN
-        RETURN NULL;   -- sync dropped concurrently; its triggers go with it
-    END IF;
-    IF TG_OP = 'TRUNCATE' THEN
-        PERFORM s3vl.resync(s.name);
-    ELSIF TG_OP = 'INSERT' THEN
-        EXECUTE s3vl._enqueue_sql(s.name, format('SELECT %s FROM s3vl_new AS t', s3vl._key_sql(s.key_columns, 't')));
-    ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE s3vl._enqueue_sql(s.name, format('SELECT %s FROM s3vl_old AS t', s3vl._key_sql(s.key_columns, 't')));
-    ELSE
-        SELECT string_agg(format('t.%I', c), ', ') INTO cols FROM unnest(s.read_columns) AS c;
-        -- (transition tables are visible to this function's own statements only: EXECUTE here)
-        EXECUTE s3vl._enqueue_sql(s.name, format(
-            'SELECT coalesce(n.k, o.k) FROM '
-            '(SELECT %1$s AS k, ROW(%2$s, NULL)::text AS r FROM s3vl_new AS t) AS n '
-            'FULL JOIN (SELECT %1$s AS k, ROW(%2$s, NULL)::text AS r FROM s3vl_old AS t) AS o ON n.k = o.k '
-            'WHERE n.r IS DISTINCT FROM o.r',
-            s3vl._key_sql(s.key_columns, 't'), cols));
-    END IF;
-    RETURN NULL;
+    EXECUTE s3vl._capture_function_sql(s);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION s3vl._drop_capture(sync_name text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('DROP FUNCTION IF EXISTS s3vl.%I()', s3vl._capture_function_name(sync_name));
 END
 $$;
 
@@ -302,15 +388,18 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    fn text := s3vl._capture_function_name(s.name);
 BEGIN
+    PERFORM s3vl._install_capture(s.name);
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS s3vl_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION s3vl._capture(%L)', 's3vl_' || s.name || '_ins', s.source, s.name);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION s3vl.%I()', 's3vl_' || s.name || '_ins', s.source, fn);
     EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS s3vl_old NEW TABLE AS s3vl_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION s3vl._capture(%L)', 's3vl_' || s.name || '_upd', s.source, s.name);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION s3vl.%I()', 's3vl_' || s.name || '_upd', s.source, fn);
     EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS s3vl_old '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION s3vl._capture(%L)', 's3vl_' || s.name || '_del', s.source, s.name);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION s3vl.%I()', 's3vl_' || s.name || '_del', s.source, fn);
     EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION s3vl._capture(%L)', 's3vl_' || s.name || '_trunc', s.source, s.name);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION s3vl.%I()', 's3vl_' || s.name || '_trunc', s.source, fn);
 END
 $$;
 
@@ -708,6 +797,9 @@ BEGIN
         chunk_size = s.chunk_size, chunk_overlap = s.chunk_overlap, store_text = s.store_text, label = s.label,
         embedding_version = s.embedding_version, max_attempts = s.max_attempts, updated_at = s.updated_at
     WHERE x.name = s.name;
+    IF s.capture = 'trigger' AND s.read_columns IS DISTINCT FROM old.read_columns THEN
+        PERFORM s3vl._install_capture(s.name);  -- the trigger compares the read columns
+    END IF;
     IF s.index_name <> old.index_name THEN
         -- a new index holds none of this sync's vectors yet
         DELETE FROM s3vl.sync_state st WHERE st.sync_name = s.name;
@@ -740,7 +832,8 @@ BEGIN
         RAISE EXCEPTION 'sync "%" does not exist', drop_sync.name USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM s3vl._drop_triggers(s);
-    DELETE FROM s3vl.syncs x WHERE x.name = s.name;
+    PERFORM s3vl._drop_capture(s.name);
+    DELETE FROM s3vl.syncs x WHERE x.name = s.name;  -- its outbox rows go with it (s3vl._syncs_cascade)
     RETURN true;
 END
 $$;
@@ -990,6 +1083,8 @@ GRANT EXECUTE ON FUNCTION
     s3vl._key_match_sql(regclass, text[], text, text), s3vl._key_parse_sql(regclass, text[], text),
     s3vl._enqueue_sql(text, text), s3vl._enqueue_select(text, text),
     s3vl._install_triggers(s3vl.syncs), s3vl._drop_triggers(s3vl.syncs), s3vl._validate_sync(s3vl.syncs),
+    s3vl._capture_function_name(text), s3vl._capture_function_sql(s3vl.syncs),
+    s3vl._install_capture(text), s3vl._drop_capture(text),
     s3vl.load_rows(text, text[]), s3vl.enqueue(text, text[]), s3vl.resync(text),
     s3vl.create_sync(text, regclass, text, text, text[], text, int, text, int, int, text[], boolean, boolean, text, int, boolean),
     s3vl.alter_sync(text, text, text[], text, int, int, int, boolean, text, int, text, boolean),
@@ -999,5 +1094,34 @@ GRANT EXECUTE ON FUNCTION
     s3vl.extend_lease(text, text, text[], double precision), s3vl.begin_write(text, jsonb),
     s3vl.capture_slot_name(), s3vl.capture_logical(int), s3vl.capture_consume(pg_lsn)
     TO s3vl_admin;
--- the capture trigger runs as the table's writers; it is SECURITY DEFINER and only enqueues
-GRANT EXECUTE ON FUNCTION s3vl._capture() TO PUBLIC;
+-- (the generated capture functions s3vl._capture_<sync>() keep PUBLIC's default EXECUTE: they run
+-- as the table's writers, are SECURITY DEFINER, and only enqueue)
+REVOKE ALL ON FUNCTION s3vl._install_capture(text), s3vl._drop_capture(text) FROM PUBLIC;
+
+-- === upgrade: syncs installed before the generated capture functions ==========================
+-- Regenerate every trigger sync's capture function (a newer s3vl may generate better SQL), and
+-- move triggers that still call another function (the old shared s3vl._capture()) onto it.
+DO $$
+DECLARE
+    s s3vl.syncs;
+    fn regprocedure;
+BEGIN
+    FOR s IN SELECT * FROM s3vl.syncs x WHERE x.capture = 'trigger' ORDER BY x.name LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_class WHERE oid = s.source);
+        PERFORM s3vl._install_capture(s.name);
+        fn := format('s3vl.%I()', s3vl._capture_function_name(s.name))::regprocedure;
+        IF (SELECT count(*) FROM pg_catalog.pg_trigger t
+            WHERE t.tgrelid = s.source AND t.tgfoid = fn
+              AND t.tgname IN ('s3vl_' || s.name || '_ins', 's3vl_' || s.name || '_upd',
+                               's3vl_' || s.name || '_del', 's3vl_' || s.name || '_trunc')) <> 4 THEN
+            PERFORM s3vl._drop_triggers(s);
+            PERFORM s3vl._install_triggers(s);
+        END IF;
+    END LOOP;
+    -- the old shared capture function, once no trigger uses it any more
+    IF to_regprocedure('s3vl._capture()') IS NOT NULL AND NOT EXISTS (
+        SELECT FROM pg_catalog.pg_trigger t WHERE t.tgfoid = to_regprocedure('s3vl._capture()')) THEN
+        DROP FUNCTION s3vl._capture();
+    END IF;
+END
+$$;
