@@ -21,13 +21,8 @@ from typing import Any, TypeVar
 import boto3
 import structlog
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_random_exponential
 
@@ -58,7 +53,11 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         return error_code(exc) in TRANSIENT_CODES or status == 429 or status >= 500
-    return isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError))
+    # botocore's own classes of transient errors (as its standard retry mode): failing to connect
+    # (EndpointConnectionError, ConnectTimeoutError, ...) and a connection that breaks during the
+    # exchange (ConnectionClosedError, ReadTimeoutError, and ResponseStreamingError when the
+    # server dies while the response body is read)
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
 
 
 def is_throttling(exc: BaseException) -> bool:
