@@ -279,7 +279,7 @@ CREATE OR REPLACE TRIGGER syncs_cascade AFTER DELETE OR UPDATE OF name ON s3vl.s
 
 -- === trigger capture =======================================================================
 -- One statement-level trigger per operation and sync, with transition tables, all calling the
--- sync's own generated function s3vl._capture_<sync>() (s3vl._capture_function_sql). Its SQL
+-- sync's own generated function s3vl._capture_sync_<sync>() (s3vl._capture_function_sql). Its SQL
 -- is static (keys, read columns and sync name are spelled out at generation time), so each
 -- writer session plans it once and every statement after that only runs it: no catalog look-up,
 -- no string building, no dynamic EXECUTE per statement.
@@ -294,7 +294,7 @@ CREATE OR REPLACE FUNCTION s3vl._capture_function_name(sync_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT '_capture_' || sync_name $$;
+AS $$ SELECT '_capture_sync_' || sync_name $$;  -- no other s3vl function starts so
 
 CREATE OR REPLACE FUNCTION s3vl._capture_function_sql(s s3vl.syncs)
 RETURNS text
@@ -1094,7 +1094,7 @@ GRANT EXECUTE ON FUNCTION
     s3vl.extend_lease(text, text, text[], double precision), s3vl.begin_write(text, jsonb),
     s3vl.capture_slot_name(), s3vl.capture_logical(int), s3vl.capture_consume(pg_lsn)
     TO s3vl_admin;
--- (the generated capture functions s3vl._capture_<sync>() keep PUBLIC's default EXECUTE: they run
+-- (the generated capture functions s3vl._capture_sync_<sync>() keep PUBLIC's default EXECUTE: they run
 -- as the table's writers, are SECURITY DEFINER, and only enqueue)
 REVOKE ALL ON FUNCTION s3vl._install_capture(text), s3vl._drop_capture(text) FROM PUBLIC;
 

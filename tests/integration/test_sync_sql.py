@@ -199,3 +199,116 @@ def test_roles_can_use_what_they_should(conn: psycopg.Connection[Any], db_url: s
         conn.execute("RESET ROLE")
         conn.execute("DROP OWNED BY sync_test_writer")
         conn.execute("DROP ROLE sync_test_writer")
+
+
+def _capture_functions(conn: psycopg.Connection[Any]) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 's3vl' AND p.proname LIKE '\\_capture\\_sync\\_%%'")}
+
+
+def _trigger_functions(conn: psycopg.Connection[Any], table: str = "products") -> set[str]:
+    return {r[0] for r in conn.execute("SELECT tgfoid::regprocedure::text FROM pg_trigger WHERE tgrelid = %s::regclass",
+                                       (table,))}
+
+
+def test_capture_function_is_generated_per_sync_and_dropped_with_it(conn: psycopg.Connection[Any]) -> None:
+    _create(conn, backfill=False)
+    assert _trigger_functions(conn) == {"s3vl._capture_sync_products()"}
+    row = conn.execute(
+        "SELECT proowner = (SELECT nspowner FROM pg_namespace WHERE nspname = 's3vl'), prosecdef, proconfig "
+        "FROM pg_proc WHERE oid = 's3vl._capture_sync_products()'::regprocedure").fetchone()
+    assert row == (True, True, ["search_path=pg_catalog, pg_temp"])
+    conn.execute("SELECT s3vl.drop_sync('products')")
+    assert _capture_functions(conn) == set()
+
+
+def test_update_compares_read_columns_by_value(conn: psycopg.Connection[Any]) -> None:
+    _create(conn, backfill=False)
+    conn.execute("UPDATE products SET name = name, price = price, views = views + 1")  # nothing read changed
+    conn.execute("UPDATE products SET description = NULL WHERE id = 4")
+    conn.execute("UPDATE products SET price = price + 0.001 WHERE id = 5")  # numeric(10,2): rounds to the same
+    assert conn.execute("SELECT key FROM s3vl.outbox").fetchall() == [("4",)]
+    conn.execute("UPDATE products SET id = id * 10 WHERE id IN (1, 2)")  # keys move: old and new keys queued
+    assert sorted(r[0] for r in conn.execute("SELECT key FROM s3vl.outbox")) == ["1", "10", "2", "20", "4"]
+
+
+def test_alter_sync_regenerates_capture_for_new_read_columns(conn: psycopg.Connection[Any]) -> None:
+    _create(conn, backfill=False)
+    conn.execute("SELECT s3vl.alter_sync('products', text_expression => 'name', metadata_columns => '{}')")
+    conn.execute("TRUNCATE s3vl.outbox")
+    conn.execute("UPDATE products SET description = 'no longer read', category = 'x'")
+    assert conn.execute("SELECT count(*) FROM s3vl.outbox").fetchone() == (0,)
+    conn.execute("UPDATE products SET name = 'read' WHERE id = 2")
+    assert conn.execute("SELECT key FROM s3vl.outbox").fetchall() == [("2",)]
+
+
+def test_composite_key_change_enqueues_old_and_new(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("CREATE TABLE docs (tenant text, id numeric, body text, note text, PRIMARY KEY (tenant, id))")
+    conn.execute("INSERT INTO docs VALUES ('a', 1, 'x', ''), ('b', 2, 'y', '')")
+    _create(conn, name="docs", source="docs", text_expression="body", metadata_columns=[], backfill=False)
+    conn.execute("UPDATE docs SET note = 'unread'")
+    conn.execute("UPDATE docs SET tenant = 'a/c' WHERE id = 1")
+    conn.execute("UPDATE docs SET id = 2.0 WHERE id = 2")  # equal as numeric, another key text
+    assert sorted(r[0] for r in conn.execute("SELECT key FROM s3vl.outbox")) == ["a%2Fc/1", "a/1", "b/2", "b/2.0"]
+    conn.execute("DELETE FROM docs")
+    assert conn.execute("SELECT count(*), max(version) FROM s3vl.outbox").fetchone() == (4, 2)
+
+
+def test_sync_deleted_without_drop_sync_queues_nothing(conn: psycopg.Connection[Any]) -> None:
+    _create(conn)
+    conn.execute("DELETE FROM s3vl.syncs")  # cascades to the outbox (no foreign key: s3vl._syncs_cascade)
+    assert conn.execute("SELECT count(*) FROM s3vl.outbox").fetchone() == (0,)
+    conn.execute("INSERT INTO products (id, name) VALUES (77, 'after')")
+    conn.execute("UPDATE products SET name = 'x'")
+    conn.execute("TRUNCATE products")
+    assert conn.execute("SELECT count(*) FROM s3vl.outbox").fetchone() == (0,)
+
+
+LEGACY_CAPTURE = """
+CREATE FUNCTION s3vl._capture() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM s3vl.enqueue(TG_ARGV[0], ARRAY['424242']);
+    RETURN NULL;
+END $$
+"""
+
+
+def test_install_sql_moves_old_triggers_onto_generated_functions(conn: psycopg.Connection[Any], db_url: str) -> None:
+    from sync import schema
+
+    _create(conn, backfill=False)
+    # the layout of an install before generated capture functions: one shared s3vl._capture(sync)
+    conn.execute(LEGACY_CAPTURE)
+    conn.execute("SELECT s3vl._drop_triggers(s) FROM s3vl.syncs s")
+    conn.execute("DROP FUNCTION s3vl._capture_sync_products()")
+    for op, ref in (("INSERT", "REFERENCING NEW TABLE AS s3vl_new"), ("UPDATE", "REFERENCING OLD TABLE AS s3vl_old "
+                    "NEW TABLE AS s3vl_new"), ("DELETE", "REFERENCING OLD TABLE AS s3vl_old"), ("TRUNCATE", "")):
+        suffix = {"INSERT": "ins", "UPDATE": "upd", "DELETE": "del", "TRUNCATE": "trunc"}[op]
+        conn.execute(f"CREATE TRIGGER s3vl_products_{suffix} AFTER {op} ON products {ref} "
+                     "FOR EACH STATEMENT EXECUTE FUNCTION s3vl._capture('products')")
+    conn.execute("INSERT INTO products (id, name) VALUES (90, 'old')")
+    assert conn.execute("SELECT key FROM s3vl.outbox").fetchall() == [("424242",)]
+    conn.execute("DELETE FROM s3vl.outbox")
+
+    schema.install(db_url)
+    assert _trigger_functions(conn) == {"s3vl._capture_sync_products()"}
+    assert {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'products'::regclass")} == {
+        "s3vl_products_ins", "s3vl_products_upd", "s3vl_products_del", "s3vl_products_trunc"}
+    assert _capture_functions(conn) == {"_capture_sync_products"}
+    assert conn.execute("SELECT to_regprocedure('s3vl._capture()')").fetchone() == (None,)
+    conn.execute("INSERT INTO products (id, name) VALUES (91, 'new')")
+    assert conn.execute("SELECT key FROM s3vl.outbox").fetchall() == [("91",)]
+    schema.install(db_url)  # again: nothing to move, the function is regenerated in place
+    assert _trigger_functions(conn) == {"s3vl._capture_sync_products()"}
+
+
+def test_uninstall_takes_capture_triggers_and_functions(conn: psycopg.Connection[Any], db_url: str) -> None:
+    from sync import schema
+
+    _create(conn)
+    schema.uninstall(db_url)
+    assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'products'::regclass").fetchone() == (0,)
+    assert conn.execute("SELECT to_regnamespace('s3vl')").fetchone() == (None,)
+    conn.execute("INSERT INTO products (id, name) VALUES (92, 'no sync any more')")
