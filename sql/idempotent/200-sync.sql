@@ -307,7 +307,27 @@ DECLARE
     -- (DELETE FROM s3vl.syncs) leaves triggers that must queue nothing
     live text := format('EXISTS (SELECT FROM s3vl.syncs WHERE name = %L)', s.name);
     changed_keys text;
+    differs text;
 BEGIN
+    -- "this read column changed": IS DISTINCT FROM where equal values of the type have identical
+    -- images (integers, booleans, dates and times, uuid, text under a deterministic collation),
+    -- else the binary images (record_image_eq: numeric 1.0 vs 1.00, -0 vs 0 and jsonb spellings
+    -- differ, and json has no equality at all)
+    SELECT concat_ws(' OR ',
+               string_agg(format('n.%1$I IS DISTINCT FROM o.%1$I', a.attname), ' OR ' ORDER BY a.attname)
+                   FILTER (WHERE a.safe),
+               'NOT pg_catalog.record_image_eq(ROW(' || string_agg(format('n.%I', a.attname), ', ' ORDER BY a.attname)
+                   FILTER (WHERE NOT a.safe) || '), ROW('
+                   || string_agg(format('o.%I', a.attname), ', ' ORDER BY a.attname) FILTER (WHERE NOT a.safe) || '))')
+    INTO differs
+    FROM (SELECT att.attname,
+                 att.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'bool'::regtype, 'date'::regtype,
+                                  'timestamp'::regtype, 'timestamptz'::regtype, 'uuid'::regtype, 'oid'::regtype)
+                 OR (att.atttypid IN ('text'::regtype, 'varchar'::regtype)
+                     AND coalesce((SELECT co.collisdeterministic FROM pg_catalog.pg_collation co
+                                   WHERE co.oid = att.attcollation), false)) AS safe
+          FROM unnest(s.read_columns) AS c
+          JOIN pg_catalog.pg_attribute att ON att.attrelid = s.source AND att.attname = c) AS a;
     IF NOT EXISTS (
         SELECT FROM unnest(s.key_columns) AS c
         JOIN pg_catalog.pg_attribute a ON a.attrelid = s.source AND a.attname = c
@@ -318,11 +338,9 @@ BEGIN
         changed_keys := format(
             'SELECT x.k FROM s3vl_new AS n FULL JOIN s3vl_old AS o ON %1$s '
             'CROSS JOIN LATERAL (VALUES (%2$s), (%3$s)) AS x(k) '
-            'WHERE (%4$s) AND (n.%5$I IS NULL OR o.%5$I IS NULL OR NOT pg_catalog.record_image_eq(ROW(%6$s), ROW(%7$s)))',
+            'WHERE (%4$s) AND (n.%5$I IS NULL OR o.%5$I IS NULL OR %6$s)',
             (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(s.key_columns) AS c),
-            s3vl._key_sql(s.key_columns, 'n'), s3vl._key_sql(s.key_columns, 'o'), live, s.key_columns[1],
-            (SELECT string_agg(format('n.%I', c), ', ' ORDER BY c) FROM unnest(s.read_columns) AS c),
-            (SELECT string_agg(format('o.%I', c), ', ' ORDER BY c) FROM unnest(s.read_columns) AS c));
+            s3vl._key_sql(s.key_columns, 'n'), s3vl._key_sql(s.key_columns, 'o'), live, s.key_columns[1], differs);
     ELSE
         -- a key type without a default btree operator class: pair the rows by key text
         changed_keys := format(
@@ -852,11 +870,18 @@ AS $$
 DECLARE
     target text;
 BEGIN
-    SELECT o.sync_name INTO target FROM s3vl.outbox o
-    WHERE o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until < now())
-      AND (only_sync IS NULL OR o.sync_name = only_sync)
-    ORDER BY o.enqueued_at
-    LIMIT 1 FOR UPDATE SKIP LOCKED;
+    -- the oldest leasable change of each sync (outbox_pending_idx: one short index scan per
+    -- sync, so the writers' enqueues maintain no second age index); outbox rows of a sync
+    -- that no longer exists are never leased
+    SELECT x.name INTO target FROM s3vl.syncs x
+    CROSS JOIN LATERAL (
+        SELECT o.enqueued_at FROM s3vl.outbox o
+        WHERE o.sync_name = x.name AND o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until < now())
+        ORDER BY o.enqueued_at
+        LIMIT 1 FOR UPDATE SKIP LOCKED) AS oldest
+    WHERE only_sync IS NULL OR x.name = only_sync
+    ORDER BY oldest.enqueued_at
+    LIMIT 1;
     IF target IS NULL THEN
         RETURN;
     END IF;
