@@ -195,7 +195,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format(
         'INSERT INTO s3vl.outbox AS o (sync_name, key) '
-        'SELECT %L, q.k FROM (SELECT DISTINCT k FROM (%s) AS q0(k) WHERE k IS NOT NULL) AS q ORDER BY q.k '
+        'SELECT DISTINCT %L, q.k FROM (%s) AS q(k) WHERE q.k IS NOT NULL ORDER BY 2 '   -- one sort, then unique
         'ON CONFLICT (sync_name, key) DO UPDATE SET '
         '  version = o.version + 1, '
         '  enqueued_at = CASE WHEN o.status = ''failed'' THEN now() ELSE o.enqueued_at END, '
@@ -296,6 +296,25 @@ LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT '_capture_sync_' || sync_name $$;  -- no other s3vl function starts so
 
+-- Per column: are equal values of its type always the same bytes (so IS DISTINCT FROM tells a
+-- change exactly as the text the sync renders would)? Integers, booleans, dates and times, uuid,
+-- oid, and text/varchar under a deterministic collation. Not numeric (1.0 = 1.00), floats
+-- (0 = -0), jsonb (semantic equality), json (no equality): those are compared by binary image.
+CREATE OR REPLACE FUNCTION s3vl._column_safety(source regclass, columns text[])
+RETURNS TABLE (attname text, safe boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT att.attname::text,
+           att.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'bool'::regtype, 'date'::regtype,
+                            'timestamp'::regtype, 'timestamptz'::regtype, 'uuid'::regtype, 'oid'::regtype)
+           OR (att.atttypid IN ('text'::regtype, 'varchar'::regtype)
+               AND coalesce((SELECT co.collisdeterministic FROM pg_catalog.pg_collation co
+                             WHERE co.oid = att.attcollation), false))
+    FROM unnest(columns) AS c
+    JOIN pg_catalog.pg_attribute att ON att.attrelid = source AND att.attname = c
+$$;
+
 CREATE OR REPLACE FUNCTION s3vl._capture_function_sql(s s3vl.syncs)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -308,11 +327,10 @@ DECLARE
     live text := format('EXISTS (SELECT FROM s3vl.syncs WHERE name = %L)', s.name);
     changed_keys text;
     differs text;
+    all_keys_safe boolean;
 BEGIN
-    -- "this read column changed": IS DISTINCT FROM where equal values of the type have identical
-    -- images (integers, booleans, dates and times, uuid, text under a deterministic collation),
-    -- else the binary images (record_image_eq: numeric 1.0 vs 1.00, -0 vs 0 and jsonb spellings
-    -- differ, and json has no equality at all)
+    -- "a read column changed": IS DISTINCT FROM for columns of safe types (s3vl._column_safety),
+    -- binary images (record_image_eq) for the others
     SELECT concat_ws(' OR ',
                string_agg(format('n.%1$I IS DISTINCT FROM o.%1$I', a.attname), ' OR ' ORDER BY a.attname)
                    FILTER (WHERE a.safe),
@@ -320,25 +338,22 @@ BEGIN
                    FILTER (WHERE NOT a.safe) || '), ROW('
                    || string_agg(format('o.%I', a.attname), ', ' ORDER BY a.attname) FILTER (WHERE NOT a.safe) || '))')
     INTO differs
-    FROM (SELECT att.attname,
-                 att.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'bool'::regtype, 'date'::regtype,
-                                  'timestamp'::regtype, 'timestamptz'::regtype, 'uuid'::regtype, 'oid'::regtype)
-                 OR (att.atttypid IN ('text'::regtype, 'varchar'::regtype)
-                     AND coalesce((SELECT co.collisdeterministic FROM pg_catalog.pg_collation co
-                                   WHERE co.oid = att.attcollation), false)) AS safe
-          FROM unnest(s.read_columns) AS c
-          JOIN pg_catalog.pg_attribute att ON att.attrelid = s.source AND att.attname = c) AS a;
+    FROM s3vl._column_safety(s.source, s.read_columns) AS a;
+    all_keys_safe := (SELECT bool_and(a.safe) FROM s3vl._column_safety(s.source, s.key_columns) AS a);
     IF NOT EXISTS (
         SELECT FROM unnest(s.key_columns) AS c
         JOIN pg_catalog.pg_attribute a ON a.attrelid = s.source AND a.attname = c
         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod
                           WHERE am.amname = 'btree' AND oc.opcdefault AND oc.opcintype = a.atttypid)) THEN
-        -- old and new rows paired by the key columns themselves (a hash join on their types);
-        -- a changed pair enqueues both key texts (the same one, unless the key changed)
+        -- old and new rows paired by the key columns themselves (a join on their types); a
+        -- changed pair enqueues both key texts, which differ only when the key changed. Keys of
+        -- "safe" types (equal values, same text) are equal in a pair: one key text is enough.
         changed_keys := format(
-            'SELECT x.k FROM s3vl_new AS n FULL JOIN s3vl_old AS o ON %1$s '
-            'CROSS JOIN LATERAL (VALUES (%2$s), (%3$s)) AS x(k) '
-            'WHERE (%4$s) AND (n.%5$I IS NULL OR o.%5$I IS NULL OR %6$s)',
+            CASE WHEN all_keys_safe
+                THEN 'SELECT coalesce(%2$s, %3$s) FROM s3vl_new AS n FULL JOIN s3vl_old AS o ON %1$s '
+                ELSE 'SELECT x.k FROM s3vl_new AS n FULL JOIN s3vl_old AS o ON %1$s '
+                     'CROSS JOIN LATERAL (VALUES (%2$s), (%3$s)) AS x(k) ' END
+            || 'WHERE (%4$s) AND (n.%5$I IS NULL OR o.%5$I IS NULL OR %6$s)',
             (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(s.key_columns) AS c),
             s3vl._key_sql(s.key_columns, 'n'), s3vl._key_sql(s.key_columns, 'o'), live, s.key_columns[1], differs);
     ELSE
@@ -355,6 +370,7 @@ CREATE OR REPLACE FUNCTION s3vl.%1$I()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB'   -- a bulk statement's keys sorted and joined in memory (used only as needed)
 AS $capture$
 -- generated by s3vl._capture_function_sql for sync %2$s: do not edit (install-sql regenerates it)
 BEGIN
@@ -1108,7 +1124,7 @@ GRANT EXECUTE ON FUNCTION
     s3vl._key_match_sql(regclass, text[], text, text), s3vl._key_parse_sql(regclass, text[], text),
     s3vl._enqueue_sql(text, text), s3vl._enqueue_select(text, text),
     s3vl._install_triggers(s3vl.syncs), s3vl._drop_triggers(s3vl.syncs), s3vl._validate_sync(s3vl.syncs),
-    s3vl._capture_function_name(text), s3vl._capture_function_sql(s3vl.syncs),
+    s3vl._capture_function_name(text), s3vl._capture_function_sql(s3vl.syncs), s3vl._column_safety(regclass, text[]),
     s3vl._install_capture(text), s3vl._drop_capture(text),
     s3vl.load_rows(text, text[]), s3vl.enqueue(text, text[]), s3vl.resync(text),
     s3vl.create_sync(text, regclass, text, text, text[], text, int, text, int, int, text[], boolean, boolean, text, int, boolean),

@@ -12,7 +12,8 @@ capture. Prints the median wall time of each side, the ratio and the extra time 
 Scenarios: a bulk INSERT of N rows; a bulk UPDATE of a read column; a bulk UPDATE of a column the
 sync does not read (must enqueue nothing); a bulk DELETE; single-row INSERTs, each in its own
 transaction (autocommit), alternating between the sides every 50 statements, where the figure
-that matters is the extra time per statement. The machine's other load makes single runs noisy:
+that matters is the extra time per statement; and 4 concurrent writers updating their own rows
+one statement at a time (wall time of all four). The machine's other load makes single runs noisy:
 compare figures from the same run, and repeat.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +90,34 @@ def singles(conn: Conn, count: int, start: int, chunk: int = 50) -> tuple[float,
     return statistics.median(per["plain"]) * n, statistics.median(per["synced"]) * n
 
 
+def concurrent(url: str, table: str, writers: int, each: int) -> float:
+    """``writers`` sessions at once, each updating its own rows one statement (transaction) at a
+    time: the capture must not make them wait on each other (no shared lock per statement)."""
+    barrier = threading.Barrier(writers + 1)
+    errors: list[BaseException] = []
+
+    def write(w: int) -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                stmt = f"UPDATE public.{table} SET name = name || '+' WHERE id = %s".encode()
+                barrier.wait()
+                for i in range(each):
+                    conn.execute(stmt, (1 + w + writers * i,))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - t0
+
+
 def run(url: str, rows: int, count: int, repeat: int) -> list[tuple[str, float, float, int, int]]:
     bulk: list[tuple[str, int, int, Callable[[Conn, str], float]]] = [
         (f"bulk INSERT {rows:,}", 0, rows,
@@ -116,6 +146,15 @@ def run(url: str, rows: int, count: int, repeat: int) -> list[tuple[str, float, 
             reset(conn, table, rows)
         plain, synced = singles(conn, count, rows + 1)
         results.append((label, plain, synced, count, queued(conn, label, count)))
+        writers, each = 4, max(count // 4, 1)
+        label = f"{writers} writers x {each:,} single-row UPDATEs"
+        times = {"plain": [], "synced": []}
+        for _ in range(repeat):
+            for table in ("plain", "synced"):
+                reset(conn, table, rows)
+                times[table].append(concurrent(url, table, writers, each))
+        results.append((label, statistics.median(times["plain"]), statistics.median(times["synced"]),
+                        writers * each, queued(conn, label, writers * each)))
     return results
 
 

@@ -218,7 +218,7 @@ def test_capture_function_is_generated_per_sync_and_dropped_with_it(conn: psycop
     row = conn.execute(
         "SELECT proowner = (SELECT nspowner FROM pg_namespace WHERE nspname = 's3vl'), prosecdef, proconfig "
         "FROM pg_proc WHERE oid = 's3vl._capture_sync_products()'::regprocedure").fetchone()
-    assert row == (True, True, ["search_path=pg_catalog, pg_temp"])
+    assert row == (True, True, ["search_path=pg_catalog, pg_temp", "work_mem=64MB"])
     conn.execute("SELECT s3vl.drop_sync('products')")
     assert _capture_functions(conn) == set()
 
