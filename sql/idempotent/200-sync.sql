@@ -1155,8 +1155,15 @@ BEGIN
             WHERE t.tgrelid = s.source AND t.tgfoid = fn
               AND t.tgname IN ('s3vl_' || s.name || '_ins', 's3vl_' || s.name || '_upd',
                                's3vl_' || s.name || '_del', 's3vl_' || s.name || '_trunc')) <> 4 THEN
-            PERFORM s3vl._drop_triggers(s);
-            PERFORM s3vl._install_triggers(s);
+            BEGIN
+                PERFORM s3vl._drop_triggers(s);
+                PERFORM s3vl._install_triggers(s);
+            EXCEPTION WHEN insufficient_privilege THEN
+                -- only the table's owner may drop its triggers: the old ones keep working (the
+                -- shared s3vl._capture() stays while any trigger uses it)
+                RAISE WARNING 'sync %: capture triggers on % not upgraded: %', s.name, s.source, SQLERRM
+                    USING HINT = format('Run s3vl install-sql as the owner of %s (or a member of its role).', s.source);
+            END;
         END IF;
     END LOOP;
     -- the old shared capture function, once no trigger uses it any more
