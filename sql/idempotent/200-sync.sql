@@ -186,7 +186,8 @@ COMMENT ON FUNCTION s3vl.load_rows(text, text[]) IS 'Current text, metadata and 
 -- === enqueue (coalescing, version bump) ====================================================
 -- Insert keys into the outbox; a key already there gets its version bumped (and a failed key
 -- goes back to pending with its attempts reset, since the row changed). Sorted, so that two
--- concurrent enqueuers lock outbox rows in the same order.
+-- concurrent enqueuers lock outbox rows in the same order, the order s3vl.complete locks them
+-- in too: COLLATE "C" (byte order: the cheapest sort, and the same under every database locale).
 -- The INSERT that enqueues the keys a query returns (one text column).
 CREATE OR REPLACE FUNCTION s3vl._enqueue_sql(sync_name text, keys_query text)
 RETURNS text
@@ -195,7 +196,24 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format(
         'INSERT INTO s3vl.outbox AS o (sync_name, key) '
-        'SELECT DISTINCT %L, q.k FROM (%s) AS q(k) WHERE q.k IS NOT NULL ORDER BY 2 '   -- one sort, then unique
+        'SELECT DISTINCT %L, q.k COLLATE "C" FROM (%s) AS q(k) WHERE q.k IS NOT NULL ORDER BY 2 '
+        'ON CONFLICT (sync_name, key) DO UPDATE SET '
+        '  version = o.version + 1, '
+        '  enqueued_at = CASE WHEN o.status = ''failed'' THEN now() ELSE o.enqueued_at END, '
+        '  status = ''pending'', attempts = 0, last_error = NULL',
+        sync_name, keys_query)
+$$;
+
+-- The same for a query that cannot return a key twice (no DISTINCT): for the capture of a
+-- table whose key is an immediate unique key of types whose values have one text form each.
+CREATE OR REPLACE FUNCTION s3vl._enqueue_unique_sql(sync_name text, keys_query text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format(
+        'INSERT INTO s3vl.outbox AS o (sync_name, key) '
+        'SELECT %L, q.k FROM (%s) AS q(k) WHERE q.k IS NOT NULL ORDER BY q.k COLLATE "C" '
         'ON CONFLICT (sync_name, key) DO UPDATE SET '
         '  version = o.version + 1, '
         '  enqueued_at = CASE WHEN o.status = ''failed'' THEN now() ELSE o.enqueued_at END, '
@@ -242,7 +260,9 @@ END
 $$;
 COMMENT ON FUNCTION s3vl.enqueue(text, text[]) IS 'Queue keys of a sync for re-sync (coalesces; bumps the version of queued keys).';
 
--- Every key of the sync: each source row, and each key the index holds (so deleted rows go).
+-- Every key of the sync: each source row, each key the index holds (so deleted rows go), and
+-- each key already queued (its version moves on: a batch in flight, loaded before a TRUNCATE
+-- or under an older definition, is requeued instead of completed, and its vectors not kept).
 CREATE OR REPLACE FUNCTION s3vl.resync(sync_name text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -252,7 +272,8 @@ DECLARE
     s s3vl.syncs := s3vl._sync(sync_name);
 BEGIN
     RETURN s3vl._enqueue_select(sync_name, format(
-        'SELECT %s FROM ONLY %s AS t UNION SELECT st.key FROM s3vl.sync_state st WHERE st.sync_name = %L',
+        'SELECT %1$s FROM ONLY %2$s AS t UNION SELECT st.key FROM s3vl.sync_state st WHERE st.sync_name = %3$L '
+        'UNION SELECT o.key FROM s3vl.outbox o WHERE o.sync_name = %3$L',
         s3vl._key_sql(s.key_columns, 't'), s.source, sync_name));
 END
 $$;
@@ -328,6 +349,7 @@ DECLARE
     changed_keys text;
     differs text;
     all_keys_safe boolean;
+    unique_keys boolean := false;
 BEGIN
     -- "a read column changed": IS DISTINCT FROM for columns of safe types (s3vl._column_safety),
     -- binary images (record_image_eq) for the others
@@ -340,6 +362,15 @@ BEGIN
     INTO differs
     FROM s3vl._column_safety(s.source, s.read_columns) AS a;
     all_keys_safe := (SELECT bool_and(a.safe) FROM s3vl._column_safety(s.source, s.key_columns) AS a);
+    -- the rows of one INSERT or DELETE cannot repeat a key: no DISTINCT (a sort+unique) needed
+    IF all_keys_safe AND EXISTS (
+        SELECT FROM pg_catalog.pg_index i
+        WHERE i.indrelid = s.source AND i.indisunique AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL
+          AND i.indnkeyatts = cardinality(s.key_columns)
+          AND (SELECT array_agg(a.attname::text) FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = s.source AND a.attnum = ANY (i.indkey[0:i.indnkeyatts - 1])) @> s.key_columns) THEN
+        unique_keys := true;
+    END IF;
     IF NOT EXISTS (
         SELECT FROM unnest(s.key_columns) AS c
         JOIN pg_catalog.pg_attribute a ON a.attrelid = s.source AND a.attname = c
@@ -387,9 +418,11 @@ BEGIN
 END
 $capture$$f$,
         s3vl._capture_function_name(s.name), s.name,
-        s3vl._enqueue_sql(s.name, format('SELECT %s FROM s3vl_new AS t WHERE %s', k, live)),
+        CASE WHEN unique_keys THEN s3vl._enqueue_unique_sql(s.name, format('SELECT %s FROM s3vl_new AS t WHERE %s', k, live))
+             ELSE s3vl._enqueue_sql(s.name, format('SELECT %s FROM s3vl_new AS t WHERE %s', k, live)) END,
         s3vl._enqueue_sql(s.name, changed_keys),
-        s3vl._enqueue_sql(s.name, format('SELECT %s FROM s3vl_old AS t WHERE %s', k, live)));
+        CASE WHEN unique_keys THEN s3vl._enqueue_unique_sql(s.name, format('SELECT %s FROM s3vl_old AS t WHERE %s', k, live))
+             ELSE s3vl._enqueue_sql(s.name, format('SELECT %s FROM s3vl_old AS t WHERE %s', k, live)) END);
 END
 $gen$;
 
@@ -940,7 +973,7 @@ BEGIN
     -- lock this batch's outbox rows (in key order) and see which versions are still current
     UPDATE s3vl_results r SET current = true
     FROM (SELECT o.key, o.version FROM s3vl.outbox o JOIN s3vl_results r2 ON r2.key = o.key
-          WHERE o.sync_name = complete.sync_name ORDER BY o.key FOR UPDATE OF o) AS o
+          WHERE o.sync_name = complete.sync_name ORDER BY o.key COLLATE "C" FOR UPDATE OF o) AS o
     WHERE o.key = r.key AND o.version = r.version;
 
     -- state: current keys get what was written; the others are marked unknown, keeping the
@@ -997,7 +1030,7 @@ BEGIN
         lease_until = CASE WHEN retry_after > 0 AND o.attempts + 1 < maxa
                            THEN now() + make_interval(secs => least(retry_after * 2 ^ o.attempts, 600)) END,
         leased_by = NULL
-    FROM (SELECT * FROM jsonb_to_recordset(failures) AS x(key text, version bigint, error text) ORDER BY 1) AS f
+    FROM (SELECT * FROM jsonb_to_recordset(failures) AS x(key text, version bigint, error text) ORDER BY x.key COLLATE "C") AS f
     WHERE o.sync_name = fail.sync_name AND o.key = f.key AND o.version = f.version;
     GET DIAGNOSTICS n = ROW_COUNT;
     -- a key changed meanwhile: just make it leasable again
@@ -1122,7 +1155,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
     s3vl._key_sql(text[], text), s3vl._sync(text), s3vl._hash_of_sql(text), s3vl._metadata_sql(regclass, text[], text),
     s3vl._key_match_sql(regclass, text[], text, text), s3vl._key_parse_sql(regclass, text[], text),
-    s3vl._enqueue_sql(text, text), s3vl._enqueue_select(text, text),
+    s3vl._enqueue_sql(text, text), s3vl._enqueue_unique_sql(text, text), s3vl._enqueue_select(text, text),
     s3vl._install_triggers(s3vl.syncs), s3vl._drop_triggers(s3vl.syncs), s3vl._validate_sync(s3vl.syncs),
     s3vl._capture_function_name(text), s3vl._capture_function_sql(s3vl.syncs), s3vl._column_safety(regclass, text[]),
     s3vl._install_capture(text), s3vl._drop_capture(text),

@@ -312,3 +312,28 @@ def test_uninstall_takes_capture_triggers_and_functions(conn: psycopg.Connection
     assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'products'::regclass").fetchone() == (0,)
     assert conn.execute("SELECT to_regnamespace('s3vl')").fetchone() == (None,)
     conn.execute("INSERT INTO products (id, name) VALUES (92, 'no sync any more')")
+
+
+def test_key_swap_under_deferrable_key_and_upsert(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("CREATE TABLE tags (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, label text)")
+    conn.execute("INSERT INTO tags VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    _create(conn, name="tags", source="tags", text_expression="label", metadata_columns=[], backfill=False)
+    conn.execute("UPDATE tags SET id = 3 - id WHERE id < 3")  # a swap: each key is both old and new
+    assert conn.execute("SELECT key, version FROM s3vl.outbox ORDER BY key").fetchall() == [("1", 1), ("2", 1)]
+    _create(conn, backfill=False)
+    conn.execute("INSERT INTO products (id, name) VALUES (1, 'upserted'), (60, 'new') "
+                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name")
+    assert conn.execute("SELECT key FROM s3vl.outbox WHERE sync_name = 'products' ORDER BY key").fetchall() == [
+        ("1",), ("60",)]
+
+
+def test_truncate_during_a_batch_requeues_its_keys(conn: psycopg.Connection[Any]) -> None:
+    _create(conn)  # 5 rows queued, none in sync_state yet
+    leased = conn.execute("SELECT key, version FROM s3vl.lease('w', 10, 60)").fetchall()
+    assert len(leased) == 5
+    conn.execute("TRUNCATE products")  # while the batch (rows loaded before it) is in flight
+    results = json.dumps([{"key": k, "version": v, "content_hash": "h", "embedding_version": "e", "chunk_count": 1}
+                          for k, v in leased])
+    done = conn.execute("SELECT * FROM s3vl.complete('products', 'w', %s::jsonb)", (results,)).fetchone()
+    assert done == (0, 5)  # not completed: the next pass finds the rows gone and deletes their vectors
+    assert conn.execute("SELECT count(*) FROM s3vl.sync_state WHERE content_hash IS NULL").fetchone() == (5,)
