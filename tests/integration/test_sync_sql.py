@@ -337,3 +337,58 @@ def test_truncate_during_a_batch_requeues_its_keys(conn: psycopg.Connection[Any]
     done = conn.execute("SELECT * FROM s3vl.complete('products', 'w', %s::jsonb)", (results,)).fetchone()
     assert done == (0, 5)  # not completed: the next pass finds the rows gone and deletes their vectors
     assert conn.execute("SELECT count(*) FROM s3vl.sync_state WHERE content_hash IS NULL").fetchone() == (5,)
+
+
+def test_capture_function_cannot_be_borrowed_by_another_table(conn: psycopg.Connection[Any]) -> None:
+    """Attaching a sync's capture function elsewhere must not let anyone queue keys into that sync."""
+    _create(conn)
+    fn = "s3vl._capture_sync_products()"
+    conn.execute("TRUNCATE s3vl.outbox")
+    # a superuser can still attach it, but it refuses to fire on a table that is not the source
+    conn.execute("CREATE TABLE decoy (id int PRIMARY KEY, name text, description text, category text, price numeric)")
+    conn.execute(f"CREATE TRIGGER borrow AFTER INSERT ON decoy REFERENCING NEW TABLE AS s3vl_new "
+                 f"FOR EACH STATEMENT EXECUTE FUNCTION {fn}")
+    refused = r"of sync products fired on table public\.decoy, which is not its source"
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=refused):
+        conn.execute("INSERT INTO decoy VALUES (999, 'x', 'y', 'c', 1)")
+    assert conn.execute("SELECT count(*) FROM s3vl.outbox").fetchone() == (0,)
+    # an ordinary role may not attach it at all (EXECUTE is s3vl_admin's only)
+    conn.execute("DROP ROLE IF EXISTS s3vl_test_writer")
+    conn.execute("CREATE ROLE s3vl_test_writer")
+    conn.execute("GRANT USAGE, CREATE ON SCHEMA public TO s3vl_test_writer")
+    try:
+        conn.execute("SET ROLE s3vl_test_writer")
+        conn.execute("CREATE TABLE mine (id int PRIMARY KEY, name text)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+            conn.execute(f"CREATE TRIGGER borrow AFTER TRUNCATE ON mine FOR EACH STATEMENT EXECUTE FUNCTION {fn}")
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("DROP TABLE IF EXISTS mine")
+        conn.execute("REVOKE ALL ON SCHEMA public FROM s3vl_test_writer")
+        conn.execute("DROP ROLE s3vl_test_writer")
+    # the real source still captures, whoever writes to it
+    conn.execute("INSERT INTO products (id, name, description, category, price) VALUES (77, 'n', 'd', 'c', 1)")
+    assert conn.execute("SELECT key FROM s3vl.outbox").fetchall() == [("77",)]
+
+
+def test_an_s3vl_admin_who_is_not_superuser_manages_a_sync(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("DROP ROLE IF EXISTS sync_test_admin")
+    conn.execute("CREATE ROLE sync_test_admin IN ROLE s3vl_admin")
+    conn.execute("GRANT SELECT, TRIGGER ON products TO sync_test_admin")
+    try:
+        conn.execute("SET ROLE sync_test_admin")
+        _create(conn)
+        conn.execute("RESET ROLE")
+        conn.execute("UPDATE products SET description = 'changed' WHERE id = 2")
+        assert ("2",) in conn.execute("SELECT key FROM s3vl.outbox").fetchall()
+        # PostgreSQL lets only a table's owner drop its triggers: so too with drop_sync
+        conn.execute("SET ROLE sync_test_admin")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of relation products"):
+            conn.execute("SELECT s3vl.drop_sync('products')")
+        conn.execute("RESET ROLE")
+        conn.execute("SELECT s3vl.drop_sync('products')")
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("DROP OWNED BY sync_test_admin")
+        conn.execute("DROP ROLE sync_test_admin")
+    assert _trigger_functions(conn) == set()
