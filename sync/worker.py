@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import FrameType
 from typing import Any
 
@@ -68,9 +68,11 @@ class Totals:
     texts_embedded: int = 0
 
     def add(self, r: BatchReport) -> None:
+        """Sum a batch in: every counter but ``batches`` has its namesake in BatchReport."""
         self.batches += 1
-        for name in ("keys", "embedded", "metadata_only", "unchanged", "deleted", "failed", "texts_embedded"):
-            setattr(self, name, getattr(self, name) + getattr(r, name))
+        for f in fields(self):
+            if f.name != "batches":
+                setattr(self, f.name, getattr(self, f.name) + getattr(r, f.name))
 
 
 class _Abandon(BaseException):
