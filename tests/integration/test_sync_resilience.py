@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,12 +32,10 @@ import pytest
 
 from sync.aws import RetryPolicy
 from sync.errors import TransientAwsError
-from sync.local.cluster import Cluster
-from sync.local.processes import free_port
 from sync.worker import Worker, WorkerOptions
 from tests.integration.endpoint_fixtures import DUMMY_KEY, REGION, EndpointHandle, running_endpoint
 from tests.integration.sync_support import SyncEnv, bedrock_texts, products_env
-from tests.support.pg import TestCluster, make_root
+from tests.support.pg import TestCluster, session_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 2.0
@@ -50,14 +47,8 @@ def private_pg() -> Iterator[TestCluster]:
     """A durable cluster (fsync, synchronous_commit on, as in production): the session's test
     cluster trades those away for speed, and an immediate shutdown would then forget commits
     that clients saw succeed, which no real database restart does."""
-    root = make_root("s3vl-resilience-")
-    cluster = Cluster(root, free_port(), durable=True)
-    try:
-        cluster.up()
-        yield TestCluster(cluster, root)
-    finally:
-        cluster.destroy()
-        shutil.rmtree(root, ignore_errors=True)
+    with session_cluster(durable=True, prefix="s3vl-resilience-") as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")

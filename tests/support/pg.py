@@ -94,11 +94,14 @@ def make_root(prefix: str = "s3vl-test-") -> Path:
 
 
 @contextmanager
-def session_cluster() -> Iterator[TestCluster]:
-    """Start a throwaway cluster on a free port; stop and delete it afterwards."""
-    root = make_root()
-    # Test clusters skip fsync: a crashed *test machine* may lose them, which is fine.
-    cluster = Cluster(root, free_port(), durable=False)
+def session_cluster(*, durable: bool = False, prefix: str = "s3vl-test-") -> Iterator[TestCluster]:
+    """Start a throwaway cluster on a free port; stop and delete it afterwards.
+
+    Test clusters skip fsync by default: a crashed *test machine* may lose them, which is fine.
+    ``durable`` keeps fsync on, for tests that restart the server and count on every commit.
+    """
+    root = make_root(prefix)
+    cluster = Cluster(root, free_port(), durable=durable)
     try:
         cluster.up()
         yield TestCluster(cluster, root)
