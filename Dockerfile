@@ -11,18 +11,15 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
+# The core distribution only: its wheel carries the SQL schema as package data (sync/sql is a link
+# to sql/), so `s3vl install-sql` runs from this image too. The local stack (local/) is not in it.
 COPY pyproject.toml README.md ./
+COPY sql ./sql
 COPY sync ./sync
 RUN python -m venv /opt/s3vl \
  && /opt/s3vl/bin/pip install --upgrade pip \
- && /opt/s3vl/bin/pip install .
-
-# sync/schema.py reads the SQL files from <package parent>/sql, i.e. site-packages/sql once installed
-# (s3vl install-sql can then run from this image as a one-off task).
-COPY sql ./sql
-RUN site="$(/opt/s3vl/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
- && cp -r sql "$site/sql" \
- && /opt/s3vl/bin/python -m compileall -q "$site/sync"
+ && /opt/s3vl/bin/pip install . \
+ && /opt/s3vl/bin/python -m compileall -q /opt/s3vl/lib
 
 
 FROM python:3.11-slim

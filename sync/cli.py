@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from sync import __version__, schema, terminal
@@ -22,7 +22,6 @@ from sync.errors import ConfigError, S3vlError
 from sync.logs import configure_logging, safe_url
 
 if TYPE_CHECKING:
-    from sync.local.stack import Stack
     from sync.reconcile_report import ReconcileReport
     from sync.worker import WorkerOptions
 
@@ -30,10 +29,24 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 # --- helpers --------------------------------------------------------------------------------
-def _stack(settings: Settings) -> Stack:
-    from sync.local.stack import Stack
+def _local_stack() -> ModuleType | None:
+    """The local stack's commands (the ``s3vl-local`` distribution), or None in a production install."""
+    try:
+        from s3vl_local import cli as local_cli
+    except ImportError:
+        return None
+    return local_cli
 
-    return Stack(settings.data_dir, settings.dev_pg_port, settings.dev_endpoint_port)
+
+def _local() -> ModuleType:
+    """The local stack's commands, or a one-line error saying what to install."""
+    local_cli = _local_stack()
+    if local_cli is None:
+        raise ConfigError(
+            "the local stack is not installed: install s3vl-local (pip install -e ./local from the s3vl "
+            "repository; ./run setup does it)"
+        )
+    return local_cli
 
 
 def database_url(args: argparse.Namespace, settings: Settings) -> str:
@@ -41,14 +54,10 @@ def database_url(args: argparse.Namespace, settings: Settings) -> str:
     url = getattr(args, "database_url", None) or settings.database_url
     if url:
         return str(url)
-    stack = _stack(settings)
-    if stack.cluster.running_pid() is not None:
-        # The local database goes with the local AWS endpoint: without this, a command run in a
-        # shell that did not `eval "$(s3vl dev env)"` would look for AWS credentials instead.
-        for key, value in stack.env().items():
-            if key.startswith("AWS_"):
-                os.environ.setdefault(key, value)
-        return stack.state.database_url
+    local_cli = _local_stack()
+    local_url = local_cli.running_database_url(settings) if local_cli is not None else None
+    if local_url:
+        return str(local_url)
     raise ConfigError(
         "no database: set S3VL_DATABASE_URL (or --database-url), or start the local stack with 's3vl dev up'"
     )
@@ -58,45 +67,25 @@ def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
-# --- dev ------------------------------------------------------------------------------------
+# --- dev / demo / example: the local stack ---------------------------------------------------
 def _cmd_dev_up(args: argparse.Namespace, settings: Settings) -> int:
-    state = _stack(settings).up(embedder=args.embedder)
-    print(f"PostgreSQL  {state.database_url}")
-    print(f"AWS endpoint {state.endpoint_url}  (S3 Vectors, Bedrock Runtime, Lambda; embedder={state.embedder})")
-    print('Use it from a shell with: eval "$(.venv/bin/s3vl dev env)"')
-    return 0
+    return int(_local().dev_up(args, settings))
 
 
 def _cmd_dev_down(args: argparse.Namespace, settings: Settings) -> int:
-    _stack(settings).down(purge=args.purge)
-    print("local stack stopped" + (" and its data deleted" if args.purge else " (data kept)"))
-    return 0
+    return int(_local().dev_down(args, settings))
 
 
 def _cmd_dev_status(args: argparse.Namespace, settings: Settings) -> int:
-    status = _stack(settings).status()
-    if args.json:
-        _print_json(status)
-    else:
-        pg, ep = status["postgres"], status["endpoint"]
-        print(f"data folder   {status['data_dir']}")
-        print(
-            f"postgres      {'running' if pg['running'] else 'stopped'}  port {pg['port']}  "
-            f"pid {pg['pid'] or '-'}  {pg['url']}"
-        )
-        print(
-            f"aws endpoint  {'running' if ep['running'] else 'stopped'}  {ep['url']}  "
-            f"pid {ep['pid'] or '-'}  embedder {ep['embedder']}"
-        )
-    running = status["postgres"]["running"] and status["endpoint"]["running"]
-    return 0 if running else 3
+    return int(_local().dev_status(args, settings))
 
 
 def _cmd_dev_env(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.local.stack import format_env
+    return int(_local().dev_env(args, settings))
 
-    print(format_env(_stack(settings).env()))
-    return 0
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    return int(_local().demo(args, settings))
 
 
 # --- schema ---------------------------------------------------------------------------------
@@ -126,15 +115,8 @@ def _cmd_uninstall_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- example ----------------------------------------------------------------------
 def _cmd_example_walkthrough(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.examples import walkthrough
-
-    url = None if args.no_table else database_url(args, settings)
-    result = walkthrough.run(url, settings.aws_region, bucket=args.bucket)
-    print(f"loaded {result.vectors} vectors into {result.index_arn}"
-          + (f" and {result.products} rows into s3vl_demo_products ({safe_url(url)})" if url else ""),
-          file=sys.stderr)
-    print(result.export_lines())
-    return 0
+    local = _local()
+    return int(local.example_walkthrough(args, settings, None if args.no_table else database_url(args, settings)))
 
 
 def _add_example_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -337,17 +319,6 @@ def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     print(f"backfill {args.name}: {totals.keys} key(s): {totals.embedded} embedded, {totals.metadata_only} "
           f"metadata-only, {totals.unchanged} unchanged, {totals.deleted} deleted, {totals.failed} failed")
     return 3 if totals.failed else 0
-
-
-def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from sync import demo
-
-    if args.log_level is None:
-        # The demo narrates its own steps; per-batch log lines would bury them. Warnings and
-        # errors still show; --log-level info brings the batch lines back.
-        configure_logging("warning", settings.log_format)
-    demo.run(settings, count=args.products, embedder=args.embedder)
-    return 0
 
 
 def _add_sync_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

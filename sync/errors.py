@@ -24,20 +24,12 @@ class ConfigError(S3vlError):
     exit_code = 2
 
 
-class LocalStackError(S3vlError):
-    """The local stack could not be started, stopped or inspected."""
-
-
 class DatabaseError(S3vlError):
     """The database refused or failed an operation."""
 
 
 class SchemaError(S3vlError):
     """The s3vl SQL schema could not be installed or is not installed."""
-
-
-class LocalModelMissingError(S3vlError):
-    """A local embedding model is not installed (the message names the install command)."""
 
 
 class ReconcileError(S3vlError):

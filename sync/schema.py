@@ -11,14 +11,19 @@ Two kinds of files, so that re-running an install is always safe (the pgai conve
 Number ranges keep the parts apart: 000-099 core, 100-199 query interface, 200-299 sync,
 300-399 reconcile. Everything runs in one transaction under an advisory lock, so two installers
 cannot interleave and a failure leaves the database exactly as it was.
-``sql/local/`` holds the local stand-ins for Aurora's extensions; only ``s3vl dev up`` applies
-them (:func:`install_local_shims`), never an install into a real Aurora.
+
+The files are package data: ``sync/sql`` is a link to the repository's top-level ``sql/`` folder
+(the one source of truth), which a wheel carries as ``sync/sql/``, so ``s3vl install-sql`` works
+from any install. The local stack's stand-ins for Aurora's extensions are not here: they are the
+local stack's own (``s3vl_local``), applied with :func:`run_files` by ``s3vl dev up`` only.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import psycopg
@@ -29,7 +34,8 @@ from sync.errors import SchemaError
 
 log = structlog.get_logger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+#: The installed SQL files (package data; a plain folder in every supported install, never a zip).
+SQL_DIR = Path(str(resources.files("sync") / "sql"))
 _LOCK_KEY = 0x53_33_56_4C  # "S3VL": the advisory lock every installer takes
 
 _BOOTSTRAP = """
@@ -48,7 +54,7 @@ COMMENT ON TABLE s3vl.migrations IS 'Incremental sql/ files applied to this data
 class SqlFile:
     """One file of ``sql/``, with the name it is recorded under."""
 
-    kind: str  # "incremental" | "idempotent" | "local"
+    kind: str  # "incremental" | "idempotent" | "uninstall", or a caller's own label
     path: Path
 
     @property
@@ -145,21 +151,19 @@ def install(conninfo: str, sql_dir: Path = SQL_DIR) -> InstallReport:
     return report
 
 
-def install_local_shims(conninfo: str, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Apply ``sql/local/`` (the local ``aws_lambda``/``aws_commons`` stand-ins) in one transaction."""
-    files = sql_files("local", sql_dir)
-    with psycopg.connect(conninfo, autocommit=False) as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        for f in files:
-            _run_file(cur, f)
-        conn.commit()
+def run_files(conninfo: str, files: Sequence[SqlFile]) -> list[str]:
+    """Run SQL files in order, in one transaction under the installers' advisory lock."""
+    try:
+        with psycopg.connect(conninfo, autocommit=False) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            for f in files:
+                _run_file(cur, f)
+            conn.commit()
+    except psycopg.OperationalError as exc:
+        raise SchemaError(f"cannot connect to the database: {str(exc).strip()}") from exc
     return [f.name for f in files]
 
 
 def uninstall(conninfo: str, sql_dir: Path = SQL_DIR) -> None:
     """Run ``sql/uninstall.sql``: the schema, its triggers on user tables and its roles go."""
-    f = SqlFile("uninstall", sql_dir / "uninstall.sql")
-    with psycopg.connect(conninfo, autocommit=False) as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        _run_file(cur, f)
-        conn.commit()
+    run_files(conninfo, [SqlFile("uninstall", sql_dir / "uninstall.sql")])

@@ -2,7 +2,7 @@
 --
 -- Every s3vl function that talks to AWS goes through s3vl._invoke(operation, body): it reads
 -- s3vl.config, builds the payload with jsonb functions only, calls aws_lambda.invoke (Aurora's
--- extension; the local stack's plpython stand-in in sql/local/), and turns every failure, from
+-- extension; the local stack's plpython stand-in in local/s3vl_local/sql/), and turns every failure, from
 -- aws_lambda itself or from the Lambda's {ok:false, error:{code,...}} answer, into one error class
 -- with its own SQLSTATE, a message and a hint (s3vl.error_classes()).
 -- Functions are SECURITY DEFINER (callers need no rights on aws_lambda or the tables) with a

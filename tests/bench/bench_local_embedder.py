@@ -17,8 +17,8 @@ import random
 import time
 import urllib.request
 
-from sync.errors import LocalModelMissingError
-from sync.local.embedding import HashedEmbedder, LocalEmbedder, MiniLMEmbedder
+from s3vl_local.embedding import HashedEmbedder, LocalEmbedder, MiniLMEmbedder
+from s3vl_local.errors import LocalModelMissingError
 
 WORDS = [
     "waterproof",

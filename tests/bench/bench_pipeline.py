@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-# One BLAS thread, as the endpoint runs MiniLM (sync/local/endpoint/process.py): set before numpy
+# One BLAS thread, as the endpoint runs MiniLM (local/s3vl_local/endpoint/process.py): set before numpy
 # is imported, so the in-process figure is measured under the same conditions.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -30,8 +30,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from s3vl_local.endpoint import process
 from sync.aws import RetryPolicy
-from sync.local.endpoint import process
 from sync.worker import Worker, WorkerOptions
 from tests.integration.endpoint_fixtures import DUMMY_KEY, REGION, EndpointHandle, free_port
 from tests.integration.sync_support import PRODUCTS_DDL, make_index, register
@@ -93,7 +93,7 @@ def run_fast(cluster: object, root: Path, rows: int) -> None:
 
 
 def run_minilm(cluster: object, root: Path, rows: int) -> None:
-    from sync.local.embedding import get_embedder
+    from s3vl_local.embedding import get_embedder
 
     emb = get_embedder("minilm")
     emb.warm()

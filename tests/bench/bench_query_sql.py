@@ -35,10 +35,11 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from s3vl_local.cluster import Cluster
+from s3vl_local.endpoint import process
+from s3vl_local.processes import free_port
+from s3vl_local.stack import install_local_shims
 from sync import schema
-from sync.local.cluster import Cluster
-from sync.local.endpoint import process
-from sync.local.processes import free_port
 
 LAMBDA_ARN = "arn:aws:lambda:us-west-2:000000000000:function:s3vl-query"
 CATEGORIES = [f"cat-{i}" for i in range(20)]
@@ -81,7 +82,7 @@ def main() -> int:
     try:
         cluster.up()
         url = cluster.url()
-        schema.install_local_shims(url)
+        install_local_shims(url)
         schema.install(url)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET aws_lambda.endpoint_url = '{endpoint}'")

@@ -29,7 +29,7 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sync.local.endpoint import process
+from s3vl_local.endpoint import process
 
 CATEGORIES = [f"cat-{i}" for i in range(20)]
 

@@ -1,6 +1,6 @@
 """Fixtures for the local AWS endpoint (imported by ``tests/integration/conftest.py``).
 
-* ``endpoint`` (session): ``python -m sync.local.endpoint`` on a free port with its data in a
+* ``endpoint`` (session): ``python -m s3vl_local.endpoint`` on a free port with its data in a
   temp dir; yields an :class:`EndpointHandle` (``.url``, ``.data_dir``, ``.admin``); stopped at
   the end of the session. Tests that change faults must clear them (``endpoint.admin.clear_faults()``).
 * ``s3v``: an unmodified boto3 ``s3vectors`` client bound to it (dummy credentials).
@@ -23,9 +23,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from sync.local.endpoint import process
-from sync.local.endpoint.admin import AdminClient
-from sync.local.processes import free_port
+from s3vl_local.endpoint import process
+from s3vl_local.endpoint.admin import AdminClient
+from s3vl_local.processes import free_port
 
 REGION = "us-west-2"
 DUMMY_KEY = "s3vl-local"

@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from sync.examples import walkthrough
-from sync.local.cluster import PG_BIN
+from s3vl_local.cluster import PG_BIN
+from s3vl_local.examples import walkthrough
 from tests.integration.endpoint_fixtures import LAMBDA_ARN, EndpointHandle
 from tests.support.pg import TestCluster
 

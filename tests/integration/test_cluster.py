@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync.errors import LocalStackError
-from sync.local.cluster import Cluster
-from sync.local.processes import free_port
+from s3vl_local.cluster import Cluster
+from s3vl_local.errors import LocalStackError
+from s3vl_local.processes import free_port
 from tests.support.pg import make_root
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from sync.local.processes import free_port
+from s3vl_local.processes import free_port
 from tests.support.pg import make_root
 
 pytestmark = pytest.mark.slow

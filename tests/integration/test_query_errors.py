@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sync.local.processes import free_port
+from s3vl_local.processes import free_port
 from tests.integration.endpoint_fixtures import LAMBDA_ARN
 from tests.integration.query_support import (
     Walk,

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sync.examples import walkthrough
+from s3vl_local.examples import walkthrough
 from tests.integration.endpoint_fixtures import LAMBDA_ARN, EndpointHandle
 from tests.integration.query_support import Walk, ready_fixture, walk_fixture  # noqa: F401 - fixtures
 

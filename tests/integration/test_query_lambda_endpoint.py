@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sync.examples import walkthrough
+from s3vl_local.examples import walkthrough
 from tests.integration.endpoint_fixtures import EndpointHandle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda"))

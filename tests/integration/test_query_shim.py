@@ -1,4 +1,4 @@
-"""The local aws_lambda / aws_commons stand-ins (sql/local/): Aurora's signatures, behaviour and
+"""The local aws_lambda / aws_commons stand-ins (local/s3vl_local/sql/): Aurora's signatures, behaviour and
 error texts, over the local endpoint's Lambda Invoke API."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sync.local.processes import free_port
+from s3vl_local.processes import free_port
 from tests.integration.endpoint_fixtures import EndpointHandle
 from tests.integration.query_support import ENDPOINT_GUC, register_function
 from tests.support.pg import TestCluster

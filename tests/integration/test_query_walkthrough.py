@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from sync.examples import walkthrough
+from s3vl_local.examples import walkthrough
 from tests.integration.endpoint_fixtures import LAMBDA_ARN
 from tests.integration.query_support import Walk, ready_fixture, walk_fixture  # noqa: F401 - fixtures
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from sync.local.endpoint import process
-from sync.local.endpoint.admin import AdminClient, AdminError
+from s3vl_local.endpoint import process
+from s3vl_local.endpoint.admin import AdminClient, AdminError
 from tests.integration.endpoint_fixtures import EndpointHandle, running_endpoint
 
 
@@ -183,7 +183,7 @@ def test_admin_client_and_process_helpers(tmp_path: Path) -> None:
 def test_start_reports_a_port_in_use(tmp_path: Path) -> None:
     import socket
 
-    from sync.errors import LocalStackError
+    from s3vl_local.errors import LocalStackError
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 
-from sync.local.endpoint.s3vectors.filters import matches
+from s3vl_local.endpoint.s3vectors.filters import matches
 from tests.unit.test_s3vectors_filters import filters
 
 CATS = ["a", "b", "c", "d"]

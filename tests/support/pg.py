@@ -19,9 +19,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from s3vl_local.cluster import Cluster
+from s3vl_local.processes import free_port
+from s3vl_local.stack import install_local_shims
 from sync import schema
-from sync.local.cluster import Cluster
-from sync.local.processes import free_port
 
 TEMPLATE = "s3vl_template"
 
@@ -53,7 +54,7 @@ class TestCluster:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
         url = self.url_for(TEMPLATE)
-        schema.install_local_shims(url)
+        install_local_shims(url)
         schema.install(url)
         self._template_ready = True
 

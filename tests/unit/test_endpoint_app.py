@@ -10,8 +10,8 @@ from pathlib import Path
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
-from sync.local.endpoint.app import AwsError, Call, EndpointApp, EndpointContext, Route, json_response, load_services
-from sync.local.endpoint.faults import FaultConfig, Faults
+from s3vl_local.endpoint.app import AwsError, Call, EndpointApp, EndpointContext, Route, json_response, load_services
+from s3vl_local.endpoint.faults import FaultConfig, Faults
 
 
 class FakeService:
@@ -95,4 +95,4 @@ def test_faults_use_the_service_error_codes(tmp_path: Path) -> None:
 
 def test_load_services_skips_missing_modules(tmp_path: Path) -> None:
     ctx = EndpointContext(tmp_path, "http://test")
-    assert load_services(ctx, ("sync.local.endpoint.no_such_service",)) == []
+    assert load_services(ctx, ("s3vl_local.endpoint.no_such_service",)) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 import logging
 import os
@@ -14,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sync.local.embedding import HashedEmbedder
-from sync.local.endpoint.app import AwsError
-from sync.local.endpoint.bedrock import models
-from sync.local.endpoint.lambda_ import runtime
-from sync.local.endpoint.lambda_.registry import QUERY_HANDLER, Registry, parse_function_name
+from s3vl_local.embedding import HashedEmbedder
+from s3vl_local.endpoint.app import AwsError
+from s3vl_local.endpoint.bedrock import models
+from s3vl_local.endpoint.lambda_ import runtime
+from s3vl_local.endpoint.lambda_.registry import QUERY_HANDLER, Registry, parse_function_name
 
 # --- Bedrock model ids and bodies -------------------------------------------------------------------
 
@@ -111,12 +113,16 @@ def test_parse_function_name_errors(raw: str, qualifier: str | None, code: str) 
     assert info.value.extra == {"Type": "User"}
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def test_registry_has_the_query_function() -> None:
     config = Registry().get("s3vl-query")
     assert config is not None
     assert config.handler_file == QUERY_HANDLER
     assert QUERY_HANDLER.name == "handler.py"
-    assert QUERY_HANDLER.parent.name == "lambda"
+    # the packaged link resolves to the repository's lambda/ folder, the deployed code itself
+    assert QUERY_HANDLER.resolve() == (REPO / "lambda" / "handler.py").resolve()
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from sync.errors import LocalModelMissingError
-from sync.local.embedding import HashedEmbedder, MiniLMEmbedder, get_embedder
-from sync.local.embedding import minilm as minilm_module
-from sync.local.embedding.dims import fit_dimensions, projection_matrix
+from s3vl_local.embedding import HashedEmbedder, MiniLMEmbedder, get_embedder
+from s3vl_local.embedding import minilm as minilm_module
+from s3vl_local.embedding.dims import fit_dimensions, projection_matrix
+from s3vl_local.errors import LocalModelMissingError
 
 
 def cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,7 +50,7 @@ def test_hashed_is_case_insensitive_and_deterministic() -> None:
 def test_hashed_is_identical_in_another_process() -> None:
     """Python's hash() is salted per process; the embedder must not depend on it."""
     code = (
-        "from sync.local.embedding import HashedEmbedder;"
+        "from s3vl_local.embedding import HashedEmbedder;"
         "print(HashedEmbedder().embed(['stable across processes'], 64).vectors.tobytes().hex())"
     )
     other = subprocess.run(
@@ -109,7 +109,7 @@ def test_projection_is_orthonormal_fixed_and_keeps_cosine_approximately() -> Non
 
 def test_projection_matrix_is_identical_in_another_process() -> None:
     code = (
-        "from sync.local.embedding.dims import projection_matrix;"
+        "from s3vl_local.embedding.dims import projection_matrix;"
         "print(projection_matrix(384, 256)[:3, :3].round(6).tolist())"
     )
     other = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from sync.examples import walkthrough
+from s3vl_local.examples import walkthrough
 
 
 def test_fifty_five_dimension_vectors_with_the_sample_categories() -> None:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync.local.endpoint.s3vectors.columns import Column, evaluate
-from sync.local.endpoint.s3vectors.filters import FilterError, matches, referenced_keys, validate_filter
+from s3vl_local.endpoint.s3vectors.columns import Column, evaluate
+from s3vl_local.endpoint.s3vectors.filters import FilterError, matches, referenced_keys, validate_filter
 
 DOC = {"genre": "drama", "year": 2020, "tags": ["a", "b"], "live": True, "score": 1.5}
 

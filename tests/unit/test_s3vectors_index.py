@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sync.local.endpoint.s3vectors.index import VectorIndex
-from sync.local.endpoint.s3vectors.store import IndexRow
+from s3vl_local.endpoint.s3vectors.index import VectorIndex
+from s3vl_local.endpoint.s3vectors.store import IndexRow
 
 
 def make(metric: str = "euclidean", dim: int = 2, capacity: int = 2) -> VectorIndex:

@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from sync.local.endpoint.faults import FaultConfig, Faults
-from sync.local.endpoint.s3vectors import model
-from sync.local.endpoint.s3vectors.paging import TokenError, decode_token, encode_token, segment_of
-from sync.local.endpoint.s3vectors.text import TextIndex, rrf, tokenize
+from s3vl_local.endpoint.faults import FaultConfig, Faults
+from s3vl_local.endpoint.s3vectors import model
+from s3vl_local.endpoint.s3vectors.paging import TokenError, decode_token, encode_token, segment_of
+from s3vl_local.endpoint.s3vectors.text import TextIndex, rrf, tokenize
 
 
 def test_token_round_trip_and_garbage() -> None:

@@ -766,16 +766,17 @@ def test_dockerfile_runs_s3vl_as_the_task_definitions_user() -> None:
     froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
     assert froms
     assert all(f == "python:3.11-slim" for f in froms)
-    assert re.search(r"pip install \.$", text, re.M), "installs the package from the repository"
+    assert re.search(r"pip install \. \\$", text, re.M), "installs the core distribution from the repository"
+    assert "./local" not in text and "s3vl_local" not in text, "the local stack stays out of the image"
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users
     assert users[-1] == module().locals["container_common"]["user"] == "10001:10001"
     assert not users[-1].startswith(("0", "root"))
     assert re.search(r'^ENTRYPOINT \["s3vl"\]$', text, re.M)
     assert re.search(r'^CMD \["worker"\]$', text, re.M)
-    # sync/schema.py resolves sql/ next to the installed package: the image must put it there.
-    assert 'cp -r sql "$site/sql"' in text
-    assert "sql" not in (REPO / ".dockerignore").read_text().split()
+    # the wheel carries sql/ as package data through the sync/sql link: both must be in the build context
+    assert "COPY sql ./sql" in text and "COPY sync ./sync" in text
+    assert not {"sql", "sync"} & set((REPO / ".dockerignore").read_text().split())
 
 
 # ---------------------------------------------------------------------------------------------------
