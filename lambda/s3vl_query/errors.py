@@ -2,7 +2,7 @@
 
 The code travels in the response (``error.code``); the SQL side (``s3vl._raise_error`` in
 ``sql/idempotent/100-query.sql``) maps every code to its own SQLSTATE and hint, and
-``tests/integration/test_query_errors.py`` checks that every code listed here has one.
+``tests/integration/sql/test_query_errors.py`` checks that every code listed here has one.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import sys
 
 from s3vl_local.stack import Stack, format_env
 from sync.config import Settings
-from sync.logs import configure_logging, safe_url
+from sync.telemetry.logs import configure_logging, safe_url
 
 
 def stack(settings: Settings) -> Stack:

@@ -26,7 +26,7 @@ from s3vl_local.endpoint import process as endpoint_process
 from s3vl_local.endpoint.admin import AdminClient
 from s3vl_local.errors import LocalStackError
 from s3vl_local.processes import pid_alive, port_in_use
-from sync import schema
+from sync.db import schema
 
 log = structlog.get_logger(__name__)
 

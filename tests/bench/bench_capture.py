@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from sync import schema  # noqa: E402
+from sync.db import schema  # noqa: E402
 from tests.support.pg import session_cluster  # noqa: E402
 
 ARN = "arn:aws:s3vectors:us-west-2:000000000000:bucket/bench/index/capture"

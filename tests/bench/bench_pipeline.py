@@ -31,11 +31,11 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from s3vl_local.endpoint import process
-from sync.aws import RetryPolicy
-from sync.worker import Worker, WorkerOptions
-from tests.integration.endpoint_fixtures import DUMMY_KEY, REGION, EndpointHandle, free_port
-from tests.integration.sync_support import PRODUCTS_DDL, make_index, register
+from sync.aws.retry import RetryPolicy
+from sync.datapath.worker import Worker, WorkerOptions
+from tests.support.endpoint import DUMMY_KEY, REGION, EndpointHandle, free_port
 from tests.support.pg import make_root, session_cluster
+from tests.support.syncenv import PRODUCTS_DDL, make_index, register
 
 
 def start_endpoint(root: Path, embedder: str) -> EndpointHandle:
@@ -124,7 +124,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.update({"AWS_ACCESS_KEY_ID": DUMMY_KEY, "AWS_SECRET_ACCESS_KEY": DUMMY_KEY, "AWS_REGION": REGION,
                        "S3VL_LOG_LEVEL": "warning"})
-    from sync.logs import configure_logging
+    from sync.telemetry.logs import configure_logging
 
     configure_logging("warning", "console")
     root = make_root("s3vl-bench-pipeline-")

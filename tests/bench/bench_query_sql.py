@@ -39,7 +39,7 @@ from s3vl_local.cluster import Cluster
 from s3vl_local.endpoint import process
 from s3vl_local.processes import free_port
 from s3vl_local.stack import install_local_shims
-from sync import schema
+from sync.db import schema
 
 LAMBDA_ARN = "arn:aws:lambda:us-west-2:000000000000:function:s3vl-query"
 CATEGORIES = [f"cat-{i}" for i in range(20)]

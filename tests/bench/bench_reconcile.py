@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import boto3  # noqa: E402
 import psycopg  # noqa: E402
 
-from tests.integration.endpoint_fixtures import DUMMY_KEY, REGION, running_endpoint  # noqa: E402
+from tests.support.endpoint import DUMMY_KEY, REGION, running_endpoint  # noqa: E402
 from tests.support.pg import session_cluster  # noqa: E402
 
 HASH_SQL = "left(encode(sha256(convert_to(title || '. ' || coalesce(body, ''), 'UTF8')), 'hex'), 32)"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.endpoint_fixtures import aws_env, endpoint, s3v  # noqa: F401 - shared fixtures
+from tests.support.endpoint import aws_env, endpoint, s3v  # noqa: F401 - shared fixtures
 from tests.support.pg import TestCluster, session_cluster
 
 

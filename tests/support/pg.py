@@ -22,7 +22,7 @@ from psycopg import sql
 from s3vl_local.cluster import Cluster
 from s3vl_local.processes import free_port
 from s3vl_local.stack import install_local_shims
-from sync import schema
+from sync.db import schema
 
 TEMPLATE = "s3vl_template"
 

@@ -28,11 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from s3vl_local.demo.catalog import catalog
-from sync import terminal
+from sync.cli import terminal
 from sync.config import Settings
+from sync.datapath.outbox import Outbox
+from sync.datapath.worker import Totals, Worker, WorkerOptions
 from sync.errors import S3vlError
-from sync.outbox import Outbox
-from sync.worker import Totals, Worker, WorkerOptions
 
 log = structlog.get_logger(__name__)
 

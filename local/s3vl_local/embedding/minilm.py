@@ -20,7 +20,7 @@ Transformer -> Pooling -> Normalize):
 
 Checked against the published reference (sentence-transformers' README, this model): the
 similarities of "The weather is lovely today." / "It's so sunny outside!" / "He drove to the
-stadium." are 0.6660, 0.1046 and 0.1411 (``tests/unit/test_local_embedding.py`` asserts them
+stadium." are 0.6660, 0.1046 and 0.1411 (``tests/unit/s3vl_local/embedding/test_embedding.py`` asserts them
 to 1e-3).
 
 Throughput: texts are sorted by length and batched under a token budget, so padding is small;

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from s3vl_local.endpoint.faults import FaultConfig
 from s3vl_local.endpoint.server import serve
-from sync.logs import configure_logging
+from sync.telemetry.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:

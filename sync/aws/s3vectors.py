@@ -1,0 +1,155 @@
+"""S3 Vectors for the worker: put, delete, get and list vectors of one index, within the limits.
+
+PutVectors and DeleteVectors take at most 500 items and GetVectors 100 keys per request
+(botocore's model); larger inputs are split here. Every call goes through the shared retry
+policy (throttling/5xx with backoff and jitter) and two client-side token buckets for the
+per-index write limits (requests/s and vectors/s), so a busy worker slows itself down before
+S3 Vectors has to throttle it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+
+from sync.aws.retry import RateLimiter, RetryPolicy, error_code, is_throttling
+from sync.errors import VectorStoreError
+from sync.telemetry import metrics
+
+T = TypeVar("T")
+
+#: Request limits: PutVectors / DeleteVectors take 500 items, GetVectors 100 keys.
+PUT_BATCH = 500
+DELETE_BATCH = 500
+GET_BATCH = 100
+#: S3 Vectors write limits per index (AWS documentation).
+WRITE_REQUESTS_PER_SECOND = 1000
+WRITE_VECTORS_PER_SECOND = 2500
+
+
+def batched(items: Sequence[T] | Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most ``size`` items."""
+    if size < 1:
+        raise ValueError("batch size must be at least 1")
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class Vector:
+    key: str
+    data: list[float]
+    metadata: dict[str, Any]
+
+
+class VectorStore:
+    """One S3 Vectors index, addressed by its ARN."""
+
+    def __init__(self, client: Any, index_arn: str, *, policy: RetryPolicy | None = None,
+                 requests_per_second: float = WRITE_REQUESTS_PER_SECOND,
+                 vectors_per_second: float = WRITE_VECTORS_PER_SECOND) -> None:
+        self.client = client
+        self.index_arn = index_arn
+        self.policy = policy or RetryPolicy()
+        self.max_requests = requests_per_second
+        self.max_vectors = vectors_per_second
+        self.requests = RateLimiter(requests_per_second)
+        self.vectors = RateLimiter(vectors_per_second)
+        self.calls = 0
+
+    def _call(self, op: str, fn: Callable[[], T], items: int = 0, write: bool = False) -> T:
+        def attempt() -> T:
+            if write:
+                self.requests.acquire(1)
+                if items:
+                    self.vectors.acquire(items)
+            start = time.perf_counter()
+            self.calls += 1
+            try:
+                result = fn()
+            finally:
+                metrics.AWS_LATENCY.labels("s3vectors", op).observe(time.perf_counter() - start)
+            if write:
+                self.requests.speed_up(self.max_requests)
+                self.vectors.speed_up(self.max_vectors)
+            return result
+
+        def on_retry(exc: BaseException) -> None:
+            metrics.AWS_ERRORS.labels("s3vectors", op, error_code(exc) or "error").inc()
+            if write and is_throttling(exc):
+                # S3 Vectors says we write too fast for this index: halve our own limits (AIMD)
+                self.requests.slow_down(floor=5)
+                self.vectors.slow_down(floor=50)
+
+        try:
+            return self.policy.call(f"s3vectors {op}", attempt, on_retry=on_retry)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            metrics.AWS_ERRORS.labels("s3vectors", op, str(err.get("Code", "error"))).inc()
+            raise VectorStoreError(f"{op} on {self.index_arn}: {err.get('Code')}: {err.get('Message')}") from exc
+
+    def put(self, vectors: Sequence[Vector]) -> int:
+        """PutVectors in batches of at most 500; returns the number of requests."""
+        n = 0
+        for batch in batched(vectors, PUT_BATCH):
+            body = [{"key": v.key, "data": {"float32": v.data}, "metadata": v.metadata} for v in batch]
+            self._call("PutVectors", partial(self.client.put_vectors, indexArn=self.index_arn, vectors=body),
+                       items=len(body), write=True)
+            n += 1
+        return n
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """DeleteVectors in batches of at most 500 (deleting an absent key is not an error)."""
+        n = 0
+        for batch in batched(keys, DELETE_BATCH):
+            self._call("DeleteVectors", partial(self.client.delete_vectors, indexArn=self.index_arn, keys=batch),
+                       items=len(batch), write=True)
+            n += 1
+        return n
+
+    def get(self, keys: Sequence[str], *, data: bool = True, metadata: bool = False) -> dict[str, Vector]:
+        """GetVectors in batches of at most 100; absent keys are absent from the result."""
+        found: dict[str, Vector] = {}
+        for batch in batched(keys, GET_BATCH):
+            resp: dict[str, Any] = self._call("GetVectors", partial(
+                self.client.get_vectors, indexArn=self.index_arn, keys=batch, returnData=data,
+                returnMetadata=metadata))
+            for v in resp.get("vectors", []):
+                found[v["key"]] = Vector(v["key"], list(v.get("data", {}).get("float32", [])),
+                                         dict(v.get("metadata") or {}))
+        return found
+
+    def scan(self, *, metadata: bool = False, segment_count: int = 1, segment_index: int = 0,
+             page_size: int = 1000) -> Iterator[Vector]:
+        """Every vector of the index (or of one segment), page by page."""
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"indexArn": self.index_arn, "maxResults": page_size,
+                                      "returnMetadata": metadata, "returnData": False}
+            if segment_count > 1:
+                kwargs.update(segmentCount=segment_count, segmentIndex=segment_index)
+            if token:
+                kwargs["nextToken"] = token
+            resp: dict[str, Any] = self._call("ListVectors", partial(self.client.list_vectors, **kwargs))
+            for v in resp.get("vectors", []):
+                yield Vector(v["key"], [], dict(v.get("metadata") or {}))
+            token = resp.get("nextToken")
+            if not token:
+                return
+
+    def non_filterable_keys(self) -> list[str]:
+        """The index's non-filterable metadata keys (GetIndex)."""
+        resp: dict[str, Any] = self._call("GetIndex", partial(self.client.get_index, indexArn=self.index_arn))
+        conf = resp.get("index", {}).get("metadataConfiguration") or {}
+        return list(conf.get("nonFilterableMetadataKeys") or [])

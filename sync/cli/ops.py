@@ -1,0 +1,133 @@
+"""``s3vl reconcile`` and ``s3vl reindex``: proving an index equals its source, and moving a sync to a new index."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sync.cli import terminal
+from sync.cli.common import add_database_url, database_url, emf_on, print_json
+from sync.config import Settings
+from sync.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sync.cli.common import Subparsers
+    from sync.ops.reconcile.report import ReconcileReport
+
+
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.ops.reconcile import report as reconcile_report
+    from sync.ops.reconcile.run import ReconcileOptions, reconcile, write_metrics
+
+    if args.max_reembed is not None and args.max_reembed < 0:
+        raise ConfigError("--max-reembed must be 0 or more")
+    if args.max_delete_share is not None and not 0.0 <= args.max_delete_share <= 1.0:
+        raise ConfigError("--max-delete-share must be between 0 and 1 (0.10 = 10%)")
+    options = ReconcileOptions(
+        apply=args.apply, force=args.force, max_reembed=args.max_reembed,
+        max_delete_share=args.max_delete_share if args.max_delete_share is not None
+        else settings.reconcile_max_delete_share,
+        segments=args.segments or settings.reconcile_segments, sample_size=settings.reconcile_sample_size,
+    )
+    url = database_url(args, settings)
+    stderr = terminal.console(stderr=True)
+    if stderr.is_terminal and not args.no_progress:
+        with reconcile_report.TerminalProgress(stderr) as bar:
+            reports = reconcile(url, options, args.sync or None, progress=bar)
+    else:
+        reports = reconcile(url, options, args.sync or None)
+    if args.metrics_file:
+        write_metrics(args.metrics_file)
+    if args.json:
+        print(reconcile_report.to_json(reports))
+    else:
+        reconcile_report.render(reports, terminal.console(), settings.reconcile_sample_size)
+    _emit_reconcile_emf(reports, settings, to_stderr=args.json)
+    return int(reconcile_report.overall_exit_code(reports))
+
+
+def _emit_reconcile_emf(reports: list[ReconcileReport], settings: Settings, *, to_stderr: bool) -> None:
+    """ReconcileDrift per sync as EMF lines (stderr when --json owns stdout); see sync.telemetry.emf."""
+    import time
+
+    from sync.telemetry import emf
+
+    if emf_on(settings):
+        emf.write(sys.stderr if to_stderr else sys.stdout, emf.reconcile_documents(reports, int(time.time() * 1000)))
+
+
+def _add_reconcile_parser(sub: Subparsers) -> None:
+    rec = sub.add_parser(
+        "reconcile", help="find (and with --apply repair) orphaned, missing and stale vectors",
+        description="Compare each sync's index with its source and state table. Dry run by default. "
+        "Exit status: 0 clean or repaired, 1 error, 3 drift found and not repaired, 4 refused by the "
+        "safety limit.",
+    )
+    add_database_url(rec)
+    rec.add_argument("--apply", action="store_true", help="repair: delete orphans, enqueue missing/stale, fix state")
+    rec.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    rec.add_argument("--force", action="store_true", help="allow deleting more than the safety limit")
+    rec.add_argument("--max-reembed", type=int, metavar="N", help="enqueue at most N stale keys per sync this run")
+    rec.add_argument("--max-delete-share", type=float, metavar="F",
+                     help="safety limit as a share of the index (default S3VL_RECONCILE_MAX_DELETE_SHARE=0.10)")
+    rec.add_argument("--sync", action="append", metavar="NAME", help="only this sync (repeatable; default all)")
+    rec.add_argument("--segments", type=int, choices=range(1, 17), metavar="1-16", help="parallel ListVectors segments")
+    rec.add_argument("--metrics-file", type=Path, help="write Prometheus metrics here (textfile collector)")
+    rec.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    rec.set_defaults(handler=_reconcile)
+
+
+def _reindex(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.ops import reindex
+
+    if (args.model is None) != (args.dimensions is None):
+        raise ConfigError("give --model and --dimensions together")
+    url = database_url(args, settings)
+    last: list[int] = []
+
+    def on_wait(pending: int) -> None:
+        if pending and (not last or last[-1] != pending):
+            print(f"backfilling {args.name}_rx: {pending} keys pending (the worker must be running)",
+                  file=sys.stderr)
+        last.append(pending)
+
+    result = reindex.run(url, args.name, args.model, args.dimensions, wait_seconds=args.wait_seconds,
+                         drop_old=args.drop_old, abort=args.abort, on_wait=on_wait)
+    if args.json:
+        print_json({k: v for k, v in vars(result).items() if k != "verify"})
+    elif result.state == "switched":
+        print(f"{result.registered_name} now points at {result.new_index_arn}")
+        print(f"old index {result.old_index_arn} " + ("deleted" if result.dropped_old else
+              "kept (delete it with --drop-old next time, or aws s3vectors delete-index)"))
+    elif result.state == "aborted":
+        print(f"reindex of {args.name} abandoned; new index {result.new_index_arn} "
+              + ("deleted" if args.drop_old else "kept"))
+    else:
+        print(f"reindex of {args.name} in progress: {result.pending} keys pending; "
+              f"re-run s3vl reindex {args.name} to resume")
+    return 0 if result.state in ("switched", "aborted") else 3
+
+
+def _add_reindex_parser(sub: Subparsers) -> None:
+    rx = sub.add_parser(
+        "reindex", help="move a sync to a new index (new model/dimensions); switch when complete",
+        description="Create a new index, backfill it through a shadow sync, verify it with reconcile, then "
+        "switch the registered index name in one transaction. Re-run to resume. Exit status: 0 switched "
+        "(or aborted), 3 still backfilling.",
+    )
+    rx.add_argument("name", help="the sync")
+    rx.add_argument("--model", help="the new Bedrock embedding model")
+    rx.add_argument("--dimensions", type=int, help="the new dimension")
+    rx.add_argument("--wait-seconds", type=float, default=3600.0, help="how long to wait for the backfill (0: no wait)")
+    rx.add_argument("--drop-old", action="store_true", help="delete the old index after the switch")
+    rx.add_argument("--abort", action="store_true", help="abandon a reindex in progress")
+    rx.add_argument("--json", action="store_true", help="machine-readable result")
+    add_database_url(rx)
+    rx.set_defaults(handler=_reindex)
+
+
+def add_parsers(sub: Subparsers) -> None:
+    _add_reconcile_parser(sub)
+    _add_reindex_parser(sub)

@@ -1,0 +1,193 @@
+"""One leased batch, start to finish, as one straight line:
+
+    load current rows (one query; PostgreSQL renders text + metadata + hash)
+    -> diff with state (pure: unchanged / metadata-only / embed / delete)
+    -> reuse stored vectors for metadata-only rows (GetVectors; no model call)
+    -> embed only what changed (Bedrock)
+    -> build vectors and check their metadata (pure; a bad row fails alone)
+    -> mark the keys about to be written unknown in the state (write-ahead), then PutVectors,
+       then DeleteVectors (deleted rows, chunks that no longer exist)
+    -> record state and complete (version-checked), count failures.
+
+No database transaction is open during the network calls: ``load`` and ``complete`` are each
+their own short transaction and the lease protects the keys in between. Any step may crash:
+nothing is acknowledged before S3 Vectors accepted the writes, so a rerun repeats the work, and
+the state of keys being written says "unknown" (``s3vl.begin_write``) until ``complete``, so a
+rerun after a crash between the two re-embeds them (or deletes what was written for a row
+deleted meanwhile) instead of trusting the state of the vectors that were replaced.
+Transient AWS trouble (:class:`TransientAwsError`) propagates to the worker, which gives the
+batch back without counting an attempt against its rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from sync.aws.embedders.base import Embedder
+from sync.aws.s3vectors import Vector, VectorStore
+from sync.datapath.contract import RESERVED_NON_FILTERABLE
+from sync.datapath.definitions import SyncDef
+from sync.datapath.outbox import Lease, Outbox
+from sync.datapath.plan import Work, build_vectors, diff, result_of
+from sync.errors import RowError, VectorStoreError
+from sync.telemetry import metrics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class BatchReport:
+    """What one batch did; logged per batch and summed by the worker."""
+
+    sync: str
+    keys: int = 0
+    embedded: int = 0
+    metadata_only: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    completed: int = 0
+    requeued: int = 0
+    texts_embedded: int = 0
+    vectors_put: int = 0
+    vectors_deleted: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --- the batch --------------------------------------------------------------------------------
+class Pipeline:
+    """Processes leased batches of one sync with its embedder and vector store."""
+
+    def __init__(self, sync: SyncDef, outbox: Outbox, store: VectorStore, embedder: Embedder, worker: str,
+                 *, retry_after: float = 0.0, non_filterable: Sequence[str] = RESERVED_NON_FILTERABLE,
+                 lease_seconds: float | None = None) -> None:
+        self.sync = sync
+        self.outbox = outbox
+        self.store = store
+        self.embedder = embedder
+        self.worker = worker
+        self.retry_after = retry_after
+        self.non_filterable = list(non_filterable)
+        self.lease_seconds = lease_seconds
+
+    def process(self, lease: Lease) -> BatchReport:
+        sync = self.sync
+        report = BatchReport(sync.name, keys=len(lease.keys))
+        clock = _Clock(report)
+
+        loaded = self.outbox.load(sync.name, [k.key for k in lease.keys])
+        clock.lap("load")
+        plan = diff(sync, lease.keys, loaded)
+        self._reuse_vectors([w for w in plan if w.kind == "metadata"])
+        clock.lap("get")
+        self._embed([w for w in plan if w.kind == "embed"], report)
+        clock.lap("embed")
+        self._keep_lease(lease, clock)
+        self._build([w for w in plan if w.kind in ("embed", "metadata")])
+        self._put([w for w in plan if w.kind in ("embed", "metadata")], report)
+        self._delete([w for w in plan if w.kind in ("embed", "metadata", "delete")], report)
+        clock.lap("write")
+
+        ok = [w for w in plan if w.kind != "failed"]
+        failed = [w for w in plan if w.kind == "failed"]
+        if ok:
+            report.completed, report.requeued = self.outbox.complete(
+                sync.name, self.worker, [result_of(sync, w) for w in ok])
+        if failed:
+            self.outbox.fail(sync.name, self.worker, [(w.key, w.version, w.error or "failed") for w in failed],
+                             self.retry_after)
+        clock.lap("complete")
+        self._count(plan, report)
+        return report
+
+    def _keep_lease(self, lease: Lease, clock: _Clock) -> None:
+        """Past half the lease, renew it, so a slow batch is not taken over by another worker."""
+        if self.lease_seconds and time.perf_counter() - clock.start > self.lease_seconds / 2:
+            self.outbox.extend(self.sync.name, self.worker, [k.key for k in lease.keys], self.lease_seconds)
+            log.info("batch.lease_extended", sync=self.sync.name, keys=len(lease.keys))
+
+    def _reuse_vectors(self, work: list[Work]) -> None:
+        """Metadata-only rows keep their vectors: read them back instead of calling the model.
+        A row whose vectors are not all in the index any more is embedded after all."""
+        if not work:
+            return
+        found = self.store.get([k for w in work for k in w.new_keys], data=True)
+        for w in work:
+            if all(k in found for k in w.new_keys):
+                w.vectors = [Vector(k, found[k].data, {}) for k in w.new_keys]
+            else:
+                w.kind = "embed"
+
+    def _embed(self, work: list[Work], report: BatchReport) -> None:
+        texts = [c for w in work for c in w.chunks]
+        if not texts:
+            return
+        result = self.embedder.embed(texts)
+        report.texts_embedded += len(texts)
+        i = 0
+        for w in work:
+            got = result.vectors[i:i + len(w.chunks)]
+            i += len(w.chunks)
+            errors = [g for g in got if isinstance(g, RowError)]
+            if errors:
+                w.fail(str(errors[0]))
+            else:
+                w.vectors = [Vector(k, g, {}) for k, g in zip(w.new_keys, got, strict=True)
+                             if not isinstance(g, RowError)]
+
+    def _build(self, work: list[Work]) -> None:
+        for w in work:
+            try:
+                w.vectors = build_vectors(self.sync, w, [v.data for v in w.vectors], self.non_filterable)
+            except RowError as exc:
+                w.fail(str(exc))
+
+    def _put(self, work: list[Work], report: BatchReport) -> None:
+        vectors = [v for w in work for v in w.vectors]
+        if not vectors:
+            return
+        # write-ahead: from here until complete, the state of these keys says "unknown"
+        self.outbox.begin_write(self.sync.name, [result_of(self.sync, w) for w in work if w.vectors])
+        try:
+            self.store.put(vectors)
+            report.vectors_put += len(vectors)
+        except VectorStoreError:
+            # the request was refused as a whole: put row by row so only the bad rows fail
+            for w in work:
+                try:
+                    self.store.put(w.vectors)
+                    report.vectors_put += len(w.vectors)
+                except VectorStoreError as exc:
+                    w.fail(str(exc))
+
+    def _delete(self, work: list[Work], report: BatchReport) -> None:
+        keys = [k for w in work if w.kind != "failed" for k in w.delete_keys]
+        if keys:
+            self.store.delete(keys)
+            report.vectors_deleted += len(keys)
+
+    def _count(self, plan: list[Work], report: BatchReport) -> None:
+        for w in plan:
+            outcome = {"embed": "embedded", "metadata": "metadata_only", "unchanged": "unchanged",
+                       "delete": "deleted", "failed": "failed"}[w.kind]
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            metrics.ROWS.labels(self.sync.name, outcome).inc()
+            if w.kind == "failed":
+                log.warning("row.failed", sync=self.sync.name, key=w.key, error=w.error)
+        metrics.VECTORS.labels(self.sync.name, "put").inc(report.vectors_put)
+        metrics.VECTORS.labels(self.sync.name, "delete").inc(report.vectors_deleted)
+
+
+class _Clock:
+    def __init__(self, report: BatchReport) -> None:
+        self.report = report
+        self.start = self.t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.report.timings[name] = round(now - self.t, 4)
+        self.t = now

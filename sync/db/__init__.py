@@ -1,0 +1,1 @@
+"""The database side: the schema installer (:mod:`.schema`)."""

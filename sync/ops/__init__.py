@@ -1,0 +1,1 @@
+"""Operations beside the data path: reconcile (:mod:`.reconcile`), reindex and status."""

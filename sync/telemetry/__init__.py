@@ -1,0 +1,1 @@
+"""Observability: structured logs (:mod:`.logs`), Prometheus metrics (:mod:`.metrics`), CloudWatch EMF (:mod:`.emf`)."""
