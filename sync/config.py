@@ -7,12 +7,17 @@ endpoint here only to validate them and to show them in ``s3vl status``; credent
 read, stored or logged by s3vl.
 
 A bad value stops the program with one line naming the setting and what is allowed
-(:func:`load_settings` raises :class:`~sync.errors.ConfigError`; the CLI prints it).
+(:func:`load_settings` raises :class:`~sync.errors.ConfigError`; the CLI prints it). Command-line
+flags are settings too: the CLI passes them as overrides and they go through the same
+validation, so ``--batch-size 0`` and ``S3VL_WORKER_BATCH_SIZE=0`` are refused alike (the message
+names whichever the user gave).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -75,6 +80,12 @@ class Settings(BaseSettings):
     reconcile_sample_size: int = Field(
         default=10, ge=0, le=1000, description="Keys shown per drift category in a reconcile report."
     )
+    reconcile_max_reembed: int | None = Field(
+        default=None, ge=0, description="Stale keys enqueued per sync and run (rolling re-embed; none = all)."
+    )
+    reconcile_metrics_file: Path | None = Field(
+        default=None, description="Write reconcile's Prometheus metrics to this file (textfile collector)."
+    )
 
     # --- sync worker -----------------------------------------------------------------
     worker_batch_size: int = Field(default=100, ge=1, le=1000, description="Keys leased per batch.")
@@ -85,6 +96,22 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=1.0, gt=0, description="Idle wait between empty leases.")
     worker_retry_seconds: float = Field(
         default=5.0, ge=0, description="Backoff base before a failed row is tried again (doubles per attempt)."
+    )
+    worker_give_up_seconds: float = Field(
+        default=60.0, gt=0,
+        description="worker --once stops after this many seconds of consecutive failures (AWS or the database down).",
+    )
+    worker_pause_seconds: float = Field(
+        default=30.0, gt=0,
+        description="First pause of a sync that fails as a whole (doubles while it keeps failing, up to 15 minutes).",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve Prometheus /metrics on this port (worker)."
+    )
+    worker_metrics_addr: str = Field(default="127.0.0.1", description="Address for the metrics port.")
+    aws_retry_seconds: float = Field(
+        default=60.0, gt=0, le=900,
+        description="How long one AWS call is retried (throttling, 5xx, connection errors) before it fails.",
     )
 
     # --- CloudWatch embedded metric format (sync/emf.py) ---------------------------------------
@@ -116,6 +143,18 @@ class Settings(BaseSettings):
     def _check_emf_interval(cls, value: float) -> float:
         if 0 < value < 1:
             raise ValueError("must be 0 (off) or at least 1 second")
+        return value
+
+    @field_validator("reconcile_metrics_file")
+    @classmethod
+    def _check_metrics_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        folder = value.parent if str(value.parent) else Path(".")
+        if not folder.is_dir():
+            raise ValueError(f"the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise ValueError(f"the folder {folder} is not writable")
         return value
 
     @field_validator("database_url")
@@ -162,19 +201,46 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return name.upper()
 
 
-def load_settings(**overrides: object) -> Settings:
+_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def check_settings_file(path: Path) -> None:
+    """Refuse a settings file that s3vl would misread: a line that is not ``KEY=value`` (or blank,
+    or a comment), or an ``S3VL_`` key that is not a setting (a typo would otherwise be ignored)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{CONFIG_FILE_ENV}={path}: cannot read it: {exc}") from None
+    known = {f"S3VL_{name.upper()}" for name in Settings.model_fields}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            raise ConfigError(f"{path}, line {number}: {line.strip()[:60]!r} is not KEY=value")
+        key = match.group(1)
+        if key.upper().startswith("S3VL_") and key.upper() not in known and key.upper() != CONFIG_FILE_ENV:
+            raise ConfigError(f"{path}, line {number}: {key} is not an s3vl setting")
+
+
+def load_settings(flags: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Read and validate the settings once; raise :class:`ConfigError` naming the bad setting.
 
-    ``overrides`` are values from command-line flags; they win over the environment.
+    ``overrides`` are values from command-line flags (None = not given); they win over the
+    environment. ``flags`` names the flag each override came from, for the error message.
     """
     env_file = os.environ.get(CONFIG_FILE_ENV)
-    if env_file and not Path(env_file).is_file():
-        raise ConfigError(f"{CONFIG_FILE_ENV}={env_file}: no such file; point it at a KEY=value settings file")
+    if env_file:
+        if not Path(env_file).is_file():
+            raise ConfigError(f"{CONFIG_FILE_ENV}={env_file}: no such file; point it at a KEY=value settings file")
+        check_settings_file(Path(env_file))
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
-        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         return Settings(_env_file=env_file, **given)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = _env_name(first["loc"])
+        field = str(first["loc"][0]) if first["loc"] else ""
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"invalid setting {name}={first.get('input')!r}: {message}") from None
+        if field in given and flags and field in flags:
+            raise ConfigError(f"invalid {flags[field]} {first.get('input')!r}: {message}") from None
+        raise ConfigError(f"invalid setting {_env_name(first['loc'])}={first.get('input')!r}: {message}") from None

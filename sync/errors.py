@@ -27,6 +27,15 @@ class ConfigError(S3vlError):
 class DatabaseError(S3vlError):
     """The database refused or failed an operation."""
 
+    def __init__(self, message: str | None = None, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        #: PostgreSQL's SQLSTATE of the refusal (None when there was no answer)
+        self.sqlstate = sqlstate
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database could not be reached, or the connection broke (worth retrying)."""
+
 
 class SchemaError(S3vlError):
     """The s3vl SQL schema could not be installed or is not installed."""
@@ -44,8 +53,19 @@ class SyncDefinitionError(S3vlError):
     """A sync definition is missing or cannot be used by the worker."""
 
 
+class UnknownSyncError(SyncDefinitionError):
+    """A sync named on the command line does not exist."""
+
+    exit_code = 2
+
+
 class TransientAwsError(S3vlError):
     """An AWS call kept failing with throttling, 5xx or connection errors after its retries."""
+
+    def __init__(self, message: str | None = None, *, throttled: bool = False) -> None:
+        super().__init__(message)
+        #: the last error was throttling: the caller is too fast (no request is to blame)
+        self.throttled = throttled
 
 
 class RowError(S3vlError):

@@ -267,16 +267,3 @@ COMMENT ON FUNCTION s3vl.configure(text, text, integer, boolean) IS
     'Set the query Lambda (ARN, region, per-call timeout, registered indexes only?); checks it can be reached.';
 COMMENT ON FUNCTION s3vl.get_config() IS 'The configured query Lambda.';
 COMMENT ON FUNCTION s3vl.validate_config() IS 'One row: is the query Lambda configured, reachable and answering? Never raises.';
-
-REVOKE ALL ON FUNCTION s3vl.error_classes() FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl._raise(text, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl._config() FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl._invoke(text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.configure(text, text, integer, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.get_config() FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.validate_config() FROM PUBLIC;
-REVOKE ALL ON s3vl.config FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION s3vl.error_classes() TO s3vl_reader;
-GRANT EXECUTE ON FUNCTION s3vl.validate_config() TO s3vl_reader;
-GRANT EXECUTE ON FUNCTION s3vl.configure(text, text, integer, boolean) TO s3vl_admin;
-GRANT EXECUTE ON FUNCTION s3vl.get_config() TO s3vl_admin;

@@ -160,14 +160,3 @@ COMMENT ON FUNCTION s3vl.register_index(text, text, text, text) IS
     'Register an S3 Vectors index under a name: validates the ARN, records dimension and metric (GetIndex) and the embedding model.';
 COMMENT ON FUNCTION s3vl.unregister_index(text) IS 'Remove a name from the registry (the index itself is untouched).';
 COMMENT ON FUNCTION s3vl.list_indexes() IS 'The registered indexes.';
-
-REVOKE ALL ON FUNCTION s3vl._parse_index_arn(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl._resolve(text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.register_index(text, text, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.unregister_index(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.list_indexes() FROM PUBLIC;
-REVOKE ALL ON s3vl.indexes FROM PUBLIC;
-GRANT SELECT ON s3vl.indexes TO s3vl_reader;
-GRANT EXECUTE ON FUNCTION s3vl.list_indexes() TO s3vl_reader;
-GRANT EXECUTE ON FUNCTION s3vl.register_index(text, text, text, text) TO s3vl_admin;
-GRANT EXECUTE ON FUNCTION s3vl.unregister_index(text) TO s3vl_admin;

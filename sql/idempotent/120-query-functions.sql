@@ -275,19 +275,3 @@ COMMENT ON FUNCTION s3vl.similar_to(text, text, integer, jsonb, boolean, boolean
 COMMENT ON FUNCTION s3vl.get_vectors(text[], text, text, boolean, boolean) IS 'Vectors by key, in input order; found = false for missing keys.';
 COMMENT ON FUNCTION s3vl.list_vectors(text, text, integer, text, boolean, boolean, integer, integer) IS
     'One page of vectors; pass response_next_token back as next_token for the next page (NULL on the last).';
-
-REVOKE ALL ON FUNCTION s3vl._check_vector(double precision[], s3vl.indexes, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl._check_top_k(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl._prefilter(text[], text, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl._query_rows(jsonb, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl._similar_to(text, text, integer, jsonb, boolean, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.query_vectors(double precision[], text, text, integer, boolean, jsonb, text[], text, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.query_text(text, text, integer, jsonb, boolean, boolean, text[], text, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.similar_to(text, text, integer, jsonb, boolean, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.get_vectors(text[], text, text, boolean, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION s3vl.list_vectors(text, text, integer, text, boolean, boolean, integer, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION s3vl.query_vectors(double precision[], text, text, integer, boolean, jsonb, text[], text, integer) TO s3vl_reader;
-GRANT EXECUTE ON FUNCTION s3vl.query_text(text, text, integer, jsonb, boolean, boolean, text[], text, integer) TO s3vl_reader;
-GRANT EXECUTE ON FUNCTION s3vl.similar_to(text, text, integer, jsonb, boolean, boolean) TO s3vl_reader;
-GRANT EXECUTE ON FUNCTION s3vl.get_vectors(text[], text, text, boolean, boolean) TO s3vl_reader;
-GRANT EXECUTE ON FUNCTION s3vl.list_vectors(text, text, integer, text, boolean, boolean, integer, integer) TO s3vl_reader;

@@ -96,7 +96,7 @@ class RetryPolicy:
         except (ClientError, BotoCoreError) as exc:
             if is_transient(exc):
                 raise TransientAwsError(f"{what}: {error_code(exc) or type(exc).__name__} after "
-                                        f"{self.attempts} attempts: {exc}") from exc
+                                        f"{self.attempts} attempts: {exc}", throttled=is_throttling(exc)) from exc
             raise
 
 

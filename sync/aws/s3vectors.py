@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from sync.aws.retry import RateLimiter, RetryPolicy, error_code, is_throttling
-from sync.errors import VectorStoreError
+from sync.errors import TransientAwsError, VectorStoreError
 from sync.telemetry import metrics
 
 T = TypeVar("T")
@@ -66,16 +66,15 @@ class VectorStore:
         self.max_vectors = vectors_per_second
         self.requests = RateLimiter(requests_per_second)
         self.vectors = RateLimiter(vectors_per_second)
-        self.calls = 0
 
-    def _call(self, op: str, fn: Callable[[], T], items: int = 0, write: bool = False) -> T:
+    def _call(self, op: str, fn: Callable[[], T], items: int = 0, write: bool = False,
+              policy: RetryPolicy | None = None) -> T:
         def attempt() -> T:
             if write:
                 self.requests.acquire(1)
                 if items:
                     self.vectors.acquire(items)
             start = time.perf_counter()
-            self.calls += 1
             try:
                 result = fn()
             finally:
@@ -93,21 +92,32 @@ class VectorStore:
                 self.vectors.slow_down(floor=50)
 
         try:
-            return self.policy.call(f"s3vectors {op}", attempt, on_retry=on_retry)
+            return (policy or self.policy).call(f"s3vectors {op}", attempt, on_retry=on_retry)
         except ClientError as exc:
             err = exc.response.get("Error", {})
             metrics.AWS_ERRORS.labels("s3vectors", op, str(err.get("Code", "error"))).inc()
             raise VectorStoreError(f"{op} on {self.index_arn}: {err.get('Code')}: {err.get('Message')}") from exc
 
-    def put(self, vectors: Sequence[Vector]) -> int:
+    def put(self, vectors: Sequence[Vector], *, policy: RetryPolicy | None = None) -> int:
         """PutVectors in batches of at most 500; returns the number of requests."""
         n = 0
         for batch in batched(vectors, PUT_BATCH):
             body = [{"key": v.key, "data": {"float32": v.data}, "metadata": v.metadata} for v in batch]
             self._call("PutVectors", partial(self.client.put_vectors, indexArn=self.index_arn, vectors=body),
-                       items=len(body), write=True)
+                       items=len(body), write=True, policy=policy)
             n += 1
         return n
+
+    def reachable(self) -> bool:
+        """Does S3 Vectors answer for this index now (GetIndex, briefly retried)? Any answer counts."""
+        try:
+            self._call("GetIndex", partial(self.client.get_index, indexArn=self.index_arn),
+                       policy=RetryPolicy(attempts=2, max_seconds=5.0))
+        except TransientAwsError:
+            return False
+        except VectorStoreError:
+            return True
+        return True
 
     def delete(self, keys: Sequence[str]) -> int:
         """DeleteVectors in batches of at most 500 (deleting an absent key is not an error)."""
@@ -129,24 +139,6 @@ class VectorStore:
                 found[v["key"]] = Vector(v["key"], list(v.get("data", {}).get("float32", [])),
                                          dict(v.get("metadata") or {}))
         return found
-
-    def scan(self, *, metadata: bool = False, segment_count: int = 1, segment_index: int = 0,
-             page_size: int = 1000) -> Iterator[Vector]:
-        """Every vector of the index (or of one segment), page by page."""
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"indexArn": self.index_arn, "maxResults": page_size,
-                                      "returnMetadata": metadata, "returnData": False}
-            if segment_count > 1:
-                kwargs.update(segmentCount=segment_count, segmentIndex=segment_index)
-            if token:
-                kwargs["nextToken"] = token
-            resp: dict[str, Any] = self._call("ListVectors", partial(self.client.list_vectors, **kwargs))
-            for v in resp.get("vectors", []):
-                yield Vector(v["key"], [], dict(v.get("metadata") or {}))
-            token = resp.get("nextToken")
-            if not token:
-                return
 
     def non_filterable_keys(self) -> list[str]:
         """The index's non-filterable metadata keys (GetIndex)."""

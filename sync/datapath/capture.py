@@ -1,6 +1,6 @@
 """Logical capture: the wal2json slot reader that feeds the outbox for ``capture => 'logical'`` syncs.
 
-Trigger capture needs no code here (the triggers of ``sql/idempotent/200-sync.sql`` write the
+Trigger capture needs no code here (the triggers of ``sql/idempotent/220-sync-capture.sql`` write the
 outbox in the writers' transactions). Logical capture moves that work out of the writers'
 transactions: one replication slot per database, read by the worker between batches.
 
@@ -20,16 +20,14 @@ The database role needs the REPLICATION attribute (Aurora: the ``rds_replication
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
 import structlog
 
+from sync.db.connection import Database
+from sync.db.queries import query
 from sync.errors import DatabaseError
 
 log = structlog.get_logger(__name__)
-
-_LOCK = 0x53_33_56_43  # "S3VC": one slot reader at a time
 
 
 @dataclass
@@ -42,74 +40,51 @@ class Poll:
 class LogicalCapture:
     """Reads the capture slot into the outbox; a no-op while no sync uses logical capture."""
 
-    def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.conninfo, autocommit=True)
-        return self._conn
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.db.close()
 
     def poll(self, max_changes: int = 10_000) -> Poll:
-        try:
-            return self._poll(max_changes)
-        except psycopg.OperationalError as exc:
-            self.close()
-            raise DatabaseError(f"database unavailable: {str(exc).strip()}") from exc
-
-    def _poll(self, max_changes: int) -> Poll:
-        conn = self._connection()
-        row = conn.execute(
-            "SELECT s3vl.capture_slot_name(), "
-            "EXISTS (SELECT FROM s3vl.syncs WHERE capture = 'logical'), "
-            "EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = s3vl.capture_slot_name())").fetchone()
-        assert row is not None
-        slot, wanted, exists = str(row[0]), bool(row[1]), bool(row[2])
+        state = self.db.one("capture_state")
+        assert state is not None
+        slot, wanted, present = str(state["slot"]), bool(state["wanted"]), bool(state["present"])
         if not wanted:
-            if exists:
-                self._drop(conn, slot)
+            if present:
+                self._drop(slot)
             return Poll()
-        if not exists:
-            self._create(conn, slot)
+        if not present:
+            self._create(slot)
         result = Poll()
-        with conn.transaction():
-            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK,)).fetchone()
-            if not (locked and locked[0]):
+        with self.db.transaction("capture") as cur:
+            locked = cur.execute(query("capture_lock"), {}).fetchone()
+            if not (locked and locked["locked"]):
                 return result  # another worker is reading the slot
-            out = conn.execute("SELECT changes, enqueued, upto_lsn FROM s3vl.capture_logical(%s)",
-                               (max_changes,)).fetchone()
+            out = cur.execute(query("capture_poll"), {"max_changes": max_changes}).fetchone()
         assert out is not None
-        result.changes, result.enqueued = int(out[0] or 0), int(out[1] or 0)
-        if out[2] is not None:
-            consumed = conn.execute("SELECT s3vl.capture_consume(%s)", (out[2],)).fetchone()
-            result.consumed = int(consumed[0]) if consumed else 0
+        result.changes, result.enqueued = int(out["changes"] or 0), int(out["enqueued"] or 0)
+        if out["upto_lsn"] is not None:
+            result.consumed = int(self.db.value("capture_consume", {"upto_lsn": out["upto_lsn"]}) or 0)
             log.info("capture.polled", slot=slot, changes=result.changes, enqueued=result.enqueued)
         return result
 
-    def _create(self, conn: psycopg.Connection[Any], slot: str) -> None:
+    def _create(self, slot: str) -> None:
         try:
-            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (slot,))
-        except psycopg.errors.DuplicateObject:
-            return  # another worker made it (and queues the resync)
-        except psycopg.Error as exc:
-            raise DatabaseError(f"cannot create the capture slot {slot}: {str(exc).strip()} "
-                                "(needs wal_level=logical, the wal2json plugin and the REPLICATION attribute)") from exc
-        # changes before the slot existed are not in it: queue every logical sync in full
-        n = conn.execute("SELECT coalesce(sum(s3vl.resync(name)), 0) FROM s3vl.syncs WHERE capture = 'logical'"
-                         ).fetchone()
-        log.info("capture.slot_created", slot=slot, resynced=int(n[0]) if n else 0)
+            self.db.execute("capture_create_slot", {"slot": slot})
+        except DatabaseError as exc:
+            if exc.sqlstate == "42710":  # duplicate_object: another worker made it (and queues the resync)
+                return
+            raise DatabaseError(f"cannot create the capture slot {slot}: {exc} (needs wal_level=logical, "
+                                "the wal2json plugin and the REPLICATION attribute)", exc.sqlstate) from exc
+        n = self.db.value("capture_resync")
+        log.info("capture.slot_created", slot=slot, resynced=int(n or 0))
 
-    def _drop(self, conn: psycopg.Connection[Any], slot: str) -> None:
+    def _drop(self, slot: str) -> None:
         try:
-            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            self.db.execute("capture_drop_slot", {"slot": slot})
             log.info("capture.slot_dropped", slot=slot)
-        except psycopg.errors.UndefinedObject:
-            pass
-        except psycopg.errors.ObjectInUse:
-            pass  # being read right now; dropped on a later poll
+        except DatabaseError as exc:
+            # 42704: already gone; 55006: being read right now (dropped on a later poll)
+            if exc.sqlstate not in ("42704", "55006"):
+                raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -122,6 +123,9 @@ def check_metadata(metadata: Mapping[str, Any], non_filterable: Iterable[str] = 
                            "strings, numbers, booleans or lists")
         if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
             raise RowError(f"metadata {name!r} is a nested list; S3 Vectors lists hold scalars only")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+            raise RowError(f"metadata {name!r} is not a finite number ({value!r}); S3 Vectors refuses NaN "
+                           "and infinity (and numbers beyond a double's range)")
         size = len(name.encode("utf-8")) + _json_bytes(value)
         total += size
         if name not in nf:

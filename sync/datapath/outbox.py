@@ -1,37 +1,34 @@
-"""The worker's side of the database: the outbox protocol, and reading definitions, rows and state.
+"""The worker's side of the database: the queue protocol, and reading definitions, rows and state.
 
-This is the only module that knows the outbox's SQL. Every consistency-critical step is one
-PL/pgSQL function of ``sql/idempotent/200-sync.sql`` called by name (``s3vl.lease``,
-``s3vl.complete``, ``s3vl.fail``, ...), and every call is its own short transaction: the worker
-never holds a transaction open across a network call. The lease (with its expiry) and the
+Every consistency-critical step is one SQL function of ``sql/idempotent/240-sync-queue.sql``
+called by name (``s3vl.lease``, ``s3vl.load_v2``, ``s3vl.complete``, ``s3vl.fail``, ...) through
+the named queries of ``sql/queries/worker.sql``, and every call is its own short transaction: the
+worker never holds a transaction open across a network call. The lease (with its expiry) and the
 per-key version checked at completion are what make that safe.
 
-psycopg errors are translated here: connection trouble becomes :class:`DatabaseError` (the
-worker waits and reconnects); a definition that cannot be read becomes
-:class:`SyncDefinitionError`.
+:class:`Outbox` is the whole of the pipeline's database side, so a fake of it is enough to test
+the worker's branches without PostgreSQL. Errors arrive translated by :mod:`sync.db.connection`;
+a batch whose rows the sync itself cannot render (its source gone, a privilege revoked) is a
+:class:`SyncDefinitionError`, which pauses the sync instead of failing its rows.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
-
-import psycopg
-from psycopg.rows import dict_row
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from sync.datapath.definitions import SyncDef
 from sync.datapath.rows import Loaded, Row, State
-from sync.errors import DatabaseError, SyncDefinitionError
+from sync.db.connection import Database
+from sync.errors import DatabaseError, DatabaseUnavailableError, SyncDefinitionError, UnknownSyncError
 
 
 @dataclass(frozen=True)
 class LeasedKey:
     key: str
     version: int
-    attempts: int
 
 
 @dataclass
@@ -56,180 +53,108 @@ class Result:
     chunked: bool = False
 
 
-_LOAD = """
-SELECT k.key, r.key IS NOT NULL AS present, r.content, r.metadata, r.content_hash,
-       st.key IS NOT NULL AS has_state, st.content_hash AS state_hash, st.metadata_hash,
-       st.embedding_version, st.chunk_count, st.chunked
-FROM unnest(%(keys)s::text[]) AS k(key)
-LEFT JOIN s3vl.load_rows(%(sync)s, %(keys)s::text[]) AS r ON r.key = k.key
-LEFT JOIN s3vl.sync_state AS st ON st.sync_name = %(sync)s AND st.key = k.key
-"""
+@dataclass(frozen=True)
+class Paused:
+    """A sync that failed as a whole, not leased until ``until``."""
 
-_SYNCS = """
-SELECT s.name, s.source::text AS source, s.key_columns, s.index_name, i.index_arn, s.text_expression,
-       s.metadata_columns, s.embedding_model, s.dimensions, s.normalize_vectors, s.chunk_size,
-       s.chunk_overlap, s.store_text, s.embedding_version, s.max_attempts
-FROM s3vl.syncs s JOIN s3vl.indexes i ON i.name = s.index_name
-"""
+    sync: str
+    until: datetime
+    error: str
 
 
 class Outbox:
-    """Database operations of the sync worker, by name, over one autocommit connection."""
+    """Database operations of the sync worker, by name, over one :class:`Database` connection."""
 
-    def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
-        self._conn: psycopg.Connection[dict[str, Any]] | None = None
-
-    # --- connection -----------------------------------------------------------------------
-    @contextmanager
-    def _cursor(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self.conninfo, autocommit=True, row_factory=dict_row)
-            with self._conn.cursor() as cur:
-                yield cur
-        except psycopg.OperationalError as exc:
-            self.close()
-            raise DatabaseError(f"database unavailable: {str(exc).strip()}") from exc
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        self.db.close()
 
     # --- definitions ----------------------------------------------------------------------
-    def syncs(self) -> list[SyncDef]:
-        with self._cursor() as cur:
-            cur.execute(_SYNCS + " ORDER BY s.name")
-            return [SyncDef.model_validate(r) for r in cur.fetchall()]
-
     def sync(self, name: str) -> SyncDef:
-        with self._cursor() as cur:
-            cur.execute(_SYNCS + " WHERE s.name = %s", (name,))
-            row = cur.fetchone()
+        row = self.db.one("sync_definition", {"name": name})
         if row is None:
             raise SyncDefinitionError(f"sync {name!r} does not exist (or its index is not registered)")
         return SyncDef.model_validate(row)
 
-    # --- the outbox protocol --------------------------------------------------------------
+    def require_syncs(self, names: Sequence[str]) -> None:
+        """Raise :class:`UnknownSyncError` naming the ones of ``names`` that are not syncs."""
+        known = {str(r["name"]) for r in self.db.all("sync_names", {"names": list(names)})}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UnknownSyncError(f"no such sync: {', '.join(unknown)} (SELECT name FROM s3vl.syncs lists them)")
+
+    # --- the queue protocol ---------------------------------------------------------------
     def lease(self, worker: str, batch: int, lease_seconds: float, only_sync: str | None = None) -> Lease | None:
-        with self._cursor() as cur:
-            cur.execute("SELECT sync_name, key, version, attempts FROM s3vl.lease(%s, %s, %s, %s)",
-                        (worker, batch, lease_seconds, only_sync))
-            rows = cur.fetchall()
+        rows = self.db.all("lease", {"worker": worker, "batch": batch, "lease_seconds": lease_seconds,
+                                     "only_sync": only_sync})
         if not rows:
             return None
-        return Lease(str(rows[0]["sync_name"]),
-                     [LeasedKey(str(r["key"]), int(r["version"]), int(r["attempts"])) for r in rows])
+        return Lease(str(rows[0]["sync_name"]), [LeasedKey(str(r["key"]), int(r["version"])) for r in rows])
 
     def load(self, sync: str, keys: Sequence[str]) -> Loaded:
-        """Current rows and state of ``keys`` in one query. A row whose text expression fails
-        (e.g. a division by zero in it) is reported in ``errors`` alone: the batch is retried
-        key by key to find it."""
+        """Current rows and state of ``keys`` in one call; a row that could not be rendered (e.g.
+        a division by zero in its text expression) is in ``errors`` alone."""
         try:
-            with self._cursor() as cur:
-                cur.execute(_LOAD, {"sync": sync, "keys": list(keys)})
-                return self._loaded(cur.fetchall())
-        except psycopg.Error as exc:
-            if isinstance(exc, psycopg.OperationalError):
-                raise
-            if len(keys) == 1:
-                return Loaded(errors={keys[0]: f"rendering the row failed: {str(exc).strip()}"})
-        merged = Loaded()
-        for key in keys:
-            one = self.load(sync, [key])
-            merged.rows.update(one.rows)
-            merged.states.update(one.states)
-            merged.errors.update(one.errors)
-        return merged
-
-    @staticmethod
-    def _loaded(rows: list[dict[str, Any]]) -> Loaded:
+            rows = self.db.all("load", {"sync": sync, "keys": list(keys)})
+        except DatabaseUnavailableError:
+            raise
+        except DatabaseError as exc:
+            raise SyncDefinitionError(f"sync {sync!r} cannot load its rows: {exc}") from exc
         out = Loaded()
         for r in rows:
             key = str(r["key"])
-            if r["present"]:
+            if r["error"] is not None:
+                out.errors[key] = str(r["error"])
+            elif r["present"]:
                 out.rows[key] = Row(r["content"], dict(r["metadata"] or {}), r["content_hash"])
             if r["has_state"]:
                 out.states[key] = State(r["state_hash"], r["metadata_hash"], r["embedding_version"],
                                         int(r["chunk_count"]), bool(r["chunked"]))
         return out
 
+    def begin_write(self, sync: str, results: Sequence[Result]) -> int:
+        """Before a PutVectors: mark the keys about to be written unknown in the state, their
+        chunk count widened (``s3vl.begin_write``), so a crash before :meth:`complete` cannot
+        leave a state that claims the old vectors."""
+        writes = [{"key": r.key, "embedding_version": r.embedding_version, "chunk_count": r.chunk_count,
+                   "chunked": r.chunked} for r in results]
+        return int(self.db.value("begin_write", {"sync": sync, "writes": json.dumps(writes)}) or 0)
+
     def complete(self, sync: str, worker: str, results: Sequence[Result]) -> tuple[int, int]:
         """Record state and complete keys whose version is unchanged; returns (completed, requeued)."""
-        payload = json.dumps([r.__dict__ for r in results])
-        with self._cursor() as cur:
-            cur.execute("SELECT completed, requeued FROM s3vl.complete(%s, %s, %s::jsonb)", (sync, worker, payload))
-            row = cur.fetchone()
+        row = self.db.one("complete", {"sync": sync, "worker": worker,
+                                       "results": json.dumps([asdict(r) for r in results])})
         assert row is not None
         return int(row["completed"]), int(row["requeued"])
 
     def fail(self, sync: str, worker: str, failures: Sequence[tuple[str, int, str]], retry_after: float = 0.0) -> int:
         payload = json.dumps([{"key": k, "version": v, "error": e} for k, v, e in failures])
-        with self._cursor() as cur:
-            cur.execute("SELECT s3vl.fail(%s, %s, %s::jsonb, %s) AS n", (sync, worker, payload, retry_after))
-            row = cur.fetchone()
-        return int(row["n"]) if row else 0
+        return int(self.db.value("fail", {"sync": sync, "worker": worker, "failures": payload,
+                                          "retry_after": retry_after}) or 0)
 
     def release(self, sync: str, worker: str, keys: Sequence[str]) -> int:
-        with self._cursor() as cur:
-            cur.execute("SELECT s3vl.release(%s, %s, %s::text[]) AS n", (sync, worker, list(keys)))
-            row = cur.fetchone()
-        return int(row["n"]) if row else 0
+        return int(self.db.value("release", {"sync": sync, "worker": worker, "keys": list(keys)}) or 0)
 
     def extend(self, sync: str, worker: str, keys: Sequence[str], lease_seconds: float) -> int:
-        with self._cursor() as cur:
-            cur.execute("SELECT s3vl.extend_lease(%s, %s, %s::text[], %s) AS n",
-                        (sync, worker, list(keys), lease_seconds))
-            row = cur.fetchone()
-        return int(row["n"]) if row else 0
+        return int(self.db.value("extend_lease", {"sync": sync, "worker": worker, "keys": list(keys),
+                                                  "lease_seconds": lease_seconds}) or 0)
 
-    def begin_write(self, sync: str, results: Sequence[Result]) -> int:
-        """Before a PutVectors: mark the keys about to be written unknown in the state, their
-        chunk count widened (``s3vl.begin_write``), so a crash before :meth:`complete` cannot
-        leave a state that claims the old vectors."""
-        payload = json.dumps([{"key": r.key, "embedding_version": r.embedding_version, "chunk_count": r.chunk_count,
-                               "chunked": r.chunked} for r in results])
-        with self._cursor() as cur:
-            cur.execute("SELECT s3vl.begin_write(%s, %s::jsonb) AS n", (sync, payload))
-            row = cur.fetchone()
-        return int(row["n"]) if row else 0
+    def pause(self, sync: str, error: str, seconds: float) -> None:
+        """The sync failed as a whole: no worker leases it for ``seconds`` (``s3vl.pause_sync``)."""
+        self.db.execute("pause_sync", {"sync": sync, "error": error, "seconds": seconds})
+
+    def paused(self, sync: str | None = None) -> list[Paused]:
+        return [Paused(str(r["name"]), r["paused_until"], str(r["last_error"] or ""))
+                for r in self.db.all("paused_syncs", {"sync": sync})]
 
     def retry_failed(self, sync: str | None = None) -> int:
-        with self._cursor() as cur:
-            cur.execute("SELECT s3vl.retry_failed(%s) AS n", (sync,))
-            row = cur.fetchone()
-        return int(row["n"]) if row else 0
+        return int(self.db.value("retry_failed", {"sync": sync}) or 0)
 
     def resync(self, sync: str) -> int:
-        with self._cursor() as cur:
-            cur.execute("SELECT s3vl.resync(%s) AS n", (sync,))
-            row = cur.fetchone()
-        return int(row["n"]) if row else 0
-
-    # --- status ---------------------------------------------------------------------------
-    def status(self) -> list[dict[str, Any]]:
-        with self._cursor() as cur:
-            cur.execute(
-                "SELECT sync_name, source::text AS source, index_name, embedding_model, embedding_version, "
-                "capture, pending, leased, retrying, failed, "
-                "extract(epoch FROM oldest_pending_age)::float8 AS lag_seconds, "
-                "last_success, synced_keys, last_reconcile_at, last_reconcile, capture_lag_bytes "
-                "FROM s3vl.sync_status ORDER BY 1")
-            return list(cur.fetchall())
-
-    def failures(self, limit: int = 20) -> list[dict[str, Any]]:
-        with self._cursor() as cur:
-            cur.execute("SELECT sync_name, key, attempts, last_error FROM s3vl.sync_failures "
-                        "ORDER BY sync_name, key LIMIT %s", (limit,))
-            return list(cur.fetchall())
+        return int(self.db.value("resync", {"sync": sync}) or 0)
 
     def pending(self, sync: str | None = None) -> int:
         """Keys not yet applied (pending, including leased)."""
-        with self._cursor() as cur:
-            cur.execute("SELECT count(*) AS n FROM s3vl.outbox WHERE status = 'pending' "
-                        "AND (%(s)s::text IS NULL OR sync_name = %(s)s)", {"s": sync})
-            row = cur.fetchone()
-        return int(row["n"]) if row else 0
+        return int(self.db.value("pending", {"sync": sync}) or 0)

@@ -16,27 +16,80 @@ the state of keys being written says "unknown" (``s3vl.begin_write``) until ``co
 rerun after a crash between the two re-embeds them (or deletes what was written for a row
 deleted meanwhile) instead of trusting the state of the vectors that were replaced.
 Transient AWS trouble (:class:`TransientAwsError`) propagates to the worker, which gives the
-batch back without counting an attempt against its rows.
+batch back without counting an attempt against its rows: unless it repeats for some rows only.
+When an embedding or a PutVectors call keeps failing with 5xx or broken connections after its
+retries, the batch is split in halves until the rows that fail alone are found (:func:`isolate`);
+those fail (an attempt each, ending in ``failed`` with their last error) and the rest sync. Only
+when no part of the batch succeeds and the service itself does not answer either is it AWS's
+trouble, and the batch goes back whole. Throttling is never a row's fault.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 
 from sync.aws.embedders.base import Embedder
+from sync.aws.retry import RetryPolicy
 from sync.aws.s3vectors import Vector, VectorStore
 from sync.datapath.contract import RESERVED_NON_FILTERABLE
 from sync.datapath.definitions import SyncDef
 from sync.datapath.outbox import Lease, Outbox
 from sync.datapath.plan import Work, build_vectors, diff, result_of
-from sync.errors import RowError, VectorStoreError
+from sync.errors import RowError, TransientAwsError, VectorStoreError
 from sync.telemetry import metrics
 
 log = structlog.get_logger(__name__)
+
+G = TypeVar("G")
+
+#: While isolating, each call gets two tries and a few seconds: the batch's own call has
+#: already been retried in full, so what keeps failing now is what is being looked for.
+ISOLATION_POLICY = RetryPolicy(attempts=2, max_seconds=5.0, base=0.05, cap=0.5)
+
+
+def isolate(groups: Sequence[G], call: Callable[[list[G]], None], reachable: Callable[[], bool],
+            cause: TransientAwsError) -> dict[int, TransientAwsError]:
+    """Which groups (by index) make ``call`` fail transiently on their own, found by halving.
+
+    ``cause`` is the error the whole batch failed with. ``call`` is tried on halves of the
+    groups, then on halves of what failed, down to single groups. Groups whose single call still
+    fails transiently are returned with their last error, provided the failure is theirs: some
+    other call succeeded meanwhile, or the service answers ``reachable()``. Otherwise (an
+    outage) ``cause`` is raised again, and no group is blamed. Throttling is raised at once: it
+    says the caller is too fast, not that a group is bad.
+    """
+    failed: dict[int, TransientAwsError] = {}
+    succeeded = False
+
+    def attempt(indices: list[int]) -> None:
+        nonlocal succeeded
+        try:
+            call([groups[i] for i in indices])
+            succeeded = True
+        except TransientAwsError as exc:
+            if exc.throttled:
+                raise
+            if len(indices) == 1:
+                failed[indices[0]] = exc
+                return
+            middle = len(indices) // 2
+            attempt(indices[:middle])
+            attempt(indices[middle:])
+
+    indices = list(range(len(groups)))
+    if len(indices) == 1:
+        failed[0] = cause
+    else:
+        attempt(indices[:len(indices) // 2])
+        attempt(indices[len(indices) // 2:])
+    if failed and not succeeded and not reachable():
+        raise cause
+    return failed
 
 
 @dataclass
@@ -123,21 +176,33 @@ class Pipeline:
                 w.kind = "embed"
 
     def _embed(self, work: list[Work], report: BatchReport) -> None:
-        texts = [c for w in work for c in w.chunks]
-        if not texts:
+        if not any(w.chunks for w in work):
             return
-        result = self.embedder.embed(texts)
-        report.texts_embedded += len(texts)
-        i = 0
-        for w in work:
-            got = result.vectors[i:i + len(w.chunks)]
-            i += len(w.chunks)
-            errors = [g for g in got if isinstance(g, RowError)]
-            if errors:
-                w.fail(str(errors[0]))
-            else:
-                w.vectors = [Vector(k, g, {}) for k, g in zip(w.new_keys, got, strict=True)
-                             if not isinstance(g, RowError)]
+
+        def embed(rows: list[Work], policy: RetryPolicy | None = None) -> None:
+            texts = [c for w in rows for c in w.chunks]
+            result = self.embedder.embed(texts, policy=policy)
+            report.texts_embedded += len(texts)
+            i = 0
+            for w in rows:
+                got = result.vectors[i:i + len(w.chunks)]
+                i += len(w.chunks)
+                errors = [g for g in got if isinstance(g, RowError)]
+                if errors:
+                    w.fail(str(errors[0]))
+                else:
+                    w.vectors = [Vector(k, g, {}) for k, g in zip(w.new_keys, got, strict=True)
+                                 if not isinstance(g, RowError)]
+
+        try:
+            embed(work)
+        except TransientAwsError as exc:
+            if exc.throttled:
+                raise
+            log.warning("batch.isolating", sync=self.sync.name, stage="embed", rows=len(work), error=str(exc))
+            failed = isolate(work, lambda rows: embed(rows, ISOLATION_POLICY), self.embedder.reachable, exc)
+            for i, error in failed.items():
+                work[i].fail(f"embedding this row kept failing: {error}")
 
     def _build(self, work: list[Work]) -> None:
         for w in work:
@@ -163,6 +228,18 @@ class Pipeline:
                     report.vectors_put += len(w.vectors)
                 except VectorStoreError as exc:
                     w.fail(str(exc))
+        except TransientAwsError as exc:
+            if exc.throttled:
+                raise
+            log.warning("batch.isolating", sync=self.sync.name, stage="put", rows=len(work), error=str(exc))
+            rows = [w for w in work if w.vectors]
+
+            def put(part: list[Work]) -> None:
+                self.store.put([v for w in part for v in w.vectors], policy=ISOLATION_POLICY)
+                report.vectors_put += sum(len(w.vectors) for w in part)
+
+            for i, error in isolate(rows, put, self.store.reachable, exc).items():
+                rows[i].fail(f"writing this row kept failing: {error}")
 
     def _delete(self, work: list[Work], report: BatchReport) -> None:
         keys = [k for w in work if w.kind != "failed" for k in w.delete_keys]

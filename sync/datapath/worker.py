@@ -1,14 +1,22 @@
 """The worker loop: lease a batch, run the pipeline, repeat; ``--once`` drains and exits.
 
-* One :class:`~sync.datapath.pipeline.Pipeline` per sync, built on first use (embedder for the sync's
-  model, vector store for its index) and rebuilt when the definition changes.
-* Transient AWS trouble or a lost database connection gives the batch back (its lease is
-  released; no attempt is counted) and the loop backs off before trying again.
+* One :class:`~sync.datapath.pipeline.Pipeline` per sync, built on first use (embedder for the
+  sync's model, vector store for its index) and rebuilt when the definition changes.
+* Transient trouble (AWS throttling or 5xx that outlast the retries, a lost database
+  connection) gives the batch back (its lease is released; no attempt is counted) and the loop
+  backs off, logging ``worker.backoff`` each time and reporting it in the ``s3vl_worker_up``
+  gauge. The long-running worker keeps trying; ``--once`` gives up after ``give_up_seconds`` of
+  consecutive failures and reports the last error (:class:`WorkerGaveUpError`).
+* A sync that fails as a whole (its source is gone, a privilege was revoked, its index refuses
+  every write, its model does not exist) is paused (``s3vl.pause_sync``, doubling from
+  ``pause_seconds`` up to 15 minutes) and its batch given back: no row is charged an attempt, the
+  other syncs carry on, and ``s3vl status`` shows the error until the sync succeeds again.
 * SIGTERM/SIGINT: the current batch is finished, then the loop exits. A second signal abandons
-  the batch at once (its lease expires; nothing is lost, the keys are processed again).
-* With ``emf_interval`` > 0 an :class:`EmfPublisher` thread writes each sync's CloudWatch metrics
-  (:mod:`sync.telemetry.emf`) to stdout at start, every interval and at exit, over its own connection, so
-  a long batch or a backoff never leaves the lag alarm without datapoints.
+  the batch at once (its keys are released; a killed worker's keys come back when their lease
+  expires). Nothing is lost either way.
+* With ``emf_interval`` > 0 an :class:`~sync.telemetry.publisher.EmfPublisher` thread writes each
+  sync's CloudWatch metrics to stdout at start, every interval and at exit, over its own
+  connection, so a long batch or a backoff never leaves the lag alarm without datapoints.
 """
 
 from __future__ import annotations
@@ -17,8 +25,6 @@ import contextlib
 import os
 import signal
 import socket
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -32,13 +38,27 @@ from sync.aws import clients, embedders
 from sync.aws.retry import RetryPolicy
 from sync.aws.s3vectors import VectorStore
 from sync.datapath.capture import LogicalCapture
+from sync.datapath.contract import RESERVED_NON_FILTERABLE
 from sync.datapath.definitions import SyncDef
 from sync.datapath.outbox import Lease, Outbox
 from sync.datapath.pipeline import BatchReport, Pipeline
-from sync.errors import DatabaseError, EmbeddingError, SyncDefinitionError, TransientAwsError, VectorStoreError
-from sync.telemetry import emf, metrics
+from sync.db.connection import Database
+from sync.errors import (
+    DatabaseError,
+    EmbeddingError,
+    S3vlError,
+    SyncDefinitionError,
+    TransientAwsError,
+    VectorStoreError,
+)
+from sync.telemetry import metrics
+from sync.telemetry.publisher import EmfPublisher
 
 log = structlog.get_logger(__name__)
+
+#: Longest pause of a sync that keeps failing as a whole, and longest backoff of the loop.
+MAX_PAUSE_SECONDS = 900.0
+MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass
@@ -56,6 +76,10 @@ class WorkerOptions:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     #: seconds between CloudWatch EMF lines on stdout (0 = none; the CLI decides, see sync.telemetry.emf)
     emf_interval: float = 0.0
+    #: with once: stop after this many seconds of consecutive failures (AWS or the database down)
+    give_up_seconds: float = 60.0
+    #: first pause of a sync that fails as a whole (doubles while it keeps failing)
+    pause_seconds: float = 30.0
 
 
 @dataclass
@@ -77,20 +101,33 @@ class Totals:
                 setattr(self, f.name, getattr(self, f.name) + getattr(r, f.name))
 
 
+class WorkerGaveUpError(S3vlError):
+    """``worker --once`` stopped: AWS or the database kept failing for longer than it waits."""
+
+
 class _Abandon(BaseException):
     """Raised by a second stop signal to leave the current batch."""
 
 
+PipelineFactory = Callable[[SyncDef], Pipeline]
+
+
 class Worker:
     def __init__(self, conninfo: str, options: WorkerOptions | None = None, *, worker_id: str | None = None,
-                 on_batch: Callable[[BatchReport], None] | None = None) -> None:
+                 on_batch: Callable[[BatchReport], None] | None = None, outbox: Outbox | None = None,
+                 capture: LogicalCapture | None = None, pipeline_factory: PipelineFactory | None = None) -> None:
+        self.conninfo = conninfo
         self.options = options or WorkerOptions()
-        self.outbox = Outbox(conninfo)
-        self.capture = LogicalCapture(conninfo)
+        self.outbox = outbox or Outbox(Database(conninfo, application_name="s3vl worker"))
+        self.capture = capture or LogicalCapture(Database(conninfo, application_name="s3vl worker capture"))
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_batch = on_batch
         self.totals = Totals()
+        #: the syncs this worker paused, with why (``worker --once`` reports them)
+        self.paused: dict[str, str] = {}
+        self._pipeline_factory = pipeline_factory or self._build_pipeline
         self._pipelines: dict[str, tuple[SyncDef, Pipeline]] = {}
+        self._pauses: dict[str, int] = {}
         self._clients: dict[str, Any] = {}
         self._stopping = False
         self._signals = 0
@@ -103,21 +140,21 @@ class Worker:
             self._clients[service] = clients.client(service, self.options.region, self.options.endpoint_url, pool)
         return self._clients[service]
 
+    def _build_pipeline(self, sync: SyncDef) -> Pipeline:
+        store = VectorStore(self._client("s3vectors"), sync.index_arn, policy=self.options.policy)
+        non_filterable = sorted(set(store.non_filterable_keys()) | set(RESERVED_NON_FILTERABLE))
+        embedder = embedders.for_model(sync.embedding_model, sync.dimensions, sync.normalize_vectors,
+                                       self._client("bedrock-runtime"), concurrency=self.options.concurrency,
+                                       policy=self.options.policy)
+        return Pipeline(sync, self.outbox, store, embedder, self.worker_id, retry_after=self.options.retry_after,
+                        non_filterable=non_filterable, lease_seconds=self.options.lease_seconds)
+
     def pipeline(self, sync_name: str) -> Pipeline:
         sync = self.outbox.sync(sync_name)
         cached = self._pipelines.get(sync_name)
         if cached is not None and cached[0] == sync:
             return cached[1]
-        store = VectorStore(self._client("s3vectors"), sync.index_arn, policy=self.options.policy)
-        try:
-            non_filterable = sorted(set(store.non_filterable_keys()) | {"s3vl_hash", "s3vl_text"})
-        except Exception:
-            non_filterable = ["s3vl_hash", "s3vl_text"]
-        embedder = embedders.for_model(sync.embedding_model, sync.dimensions, sync.normalize_vectors,
-                                       self._client("bedrock-runtime"), concurrency=self.options.concurrency,
-                                       policy=self.options.policy)
-        pipe = Pipeline(sync, self.outbox, store, embedder, self.worker_id, retry_after=self.options.retry_after,
-                        non_filterable=non_filterable, lease_seconds=self.options.lease_seconds)
+        pipe = self._pipeline_factory(sync)
         self._pipelines[sync_name] = (sync, pipe)
         return pipe
 
@@ -136,7 +173,7 @@ class Worker:
     def stop(self) -> None:
         self._stopping = True
 
-    # --- the loop ---------------------------------------------------------------------------
+    # --- one batch --------------------------------------------------------------------------
     def run_once(self) -> BatchReport | None:
         """Lease and process one batch; None when nothing is leasable."""
         o = self.options
@@ -146,12 +183,12 @@ class Worker:
         start = time.perf_counter()
         try:
             report = self.pipeline(lease.sync_name).process(lease)
-        except (TransientAwsError, DatabaseError, SyncDefinitionError) as exc:
+        except (TransientAwsError, DatabaseError) as exc:
             self._give_back(lease, exc)
             raise
-        except (VectorStoreError, EmbeddingError) as exc:
-            # refused for the batch as a whole (e.g. the index is gone): an attempt for every key
-            return self._fail_batch(lease, exc)
+        except (SyncDefinitionError, VectorStoreError, EmbeddingError) as exc:
+            # the sync failed as a whole (a row's own failure never gets here): pause it
+            return self._pause(lease, exc)
         except _Abandon:
             self._give_back(lease, None)
             raise
@@ -159,6 +196,8 @@ class Worker:
             self._give_back(lease, exc)  # a bug: the keys go back at once, the traceback surfaces
             raise
         elapsed = time.perf_counter() - start
+        self._pauses.pop(lease.sync_name, None)
+        self.paused.pop(lease.sync_name, None)
         metrics.BATCH_SECONDS.labels(lease.sync_name).observe(elapsed)
         metrics.BATCHES.labels(lease.sync_name, "ok").inc()
         self.totals.add(report)
@@ -171,13 +210,18 @@ class Worker:
             self.on_batch(report)
         return report
 
-    def _fail_batch(self, lease: Lease, exc: Exception) -> BatchReport:
-        metrics.BATCHES.labels(lease.sync_name, "error").inc()
-        log.error("batch.failed", sync=lease.sync_name, keys=len(lease.keys), error=str(exc))
-        self.outbox.fail(lease.sync_name, self.worker_id, [(k.key, k.version, str(exc)) for k in lease.keys],
-                         self.options.retry_after)
-        report = BatchReport(lease.sync_name, keys=len(lease.keys), failed=len(lease.keys))
-        self.totals.add(report)
+    def _pause(self, lease: Lease, exc: Exception) -> BatchReport:
+        """Give the batch back and pause its sync, for longer each time it fails again."""
+        n = self._pauses.get(lease.sync_name, 0)
+        self._pauses[lease.sync_name] = n + 1
+        seconds = min(self.options.pause_seconds * 2 ** n, MAX_PAUSE_SECONDS)
+        metrics.BATCHES.labels(lease.sync_name, "paused").inc()
+        log.error("sync.paused", sync=lease.sync_name, keys=len(lease.keys), seconds=seconds, error=str(exc))
+        self._give_back(lease, exc)
+        self.outbox.pause(lease.sync_name, str(exc), seconds)
+        self._pipelines.pop(lease.sync_name, None)  # rebuilt (index, model) when it resumes
+        self.paused[lease.sync_name] = str(exc)
+        report = BatchReport(lease.sync_name, keys=len(lease.keys), requeued=len(lease.keys))
         if self.on_batch is not None:
             self.on_batch(report)
         return report
@@ -189,30 +233,42 @@ class Worker:
         with contextlib.suppress(DatabaseError):  # else the lease expires on its own
             self.outbox.release(lease.sync_name, self.worker_id, [k.key for k in lease.keys])
 
-    def run(self, *, once: bool = False, max_errors_in_row: int | None = None) -> Totals:
-        """Process batches until stopped (or, with ``once``, until nothing is leasable)."""
+    # --- the loop ---------------------------------------------------------------------------
+    def run(self, *, once: bool = False) -> Totals:
+        """Process batches until stopped (or, with ``once``, until nothing is leasable).
+
+        With ``once``, raises :class:`WorkerGaveUpError` once AWS or the database failed for longer
+        than ``give_up_seconds`` in a row.
+        """
         backoff = self.options.poll_seconds
-        errors = 0
+        failing_since: float | None = None
         publisher = None
         if self.options.emf_interval > 0:
-            publisher = EmfPublisher(self.outbox.conninfo, self.options.emf_interval, self.options.only_sync)
+            publisher = EmfPublisher(self.conninfo, self.options.emf_interval, self.options.only_sync)
             publisher.start()
         try:
+            if self.options.only_sync:
+                self.outbox.require_syncs([self.options.only_sync])
             while not self._stopping:
                 try:
                     if self.options.capture:
                         self.capture.poll()
                     report = self.run_once()
-                    errors = 0
-                    backoff = self.options.poll_seconds
-                except (TransientAwsError, DatabaseError, SyncDefinitionError) as exc:
-                    errors += 1
-                    log.warning("worker.backoff", error=str(exc), seconds=round(backoff, 2))
-                    if max_errors_in_row is not None and errors >= max_errors_in_row:
-                        raise
+                except (TransientAwsError, DatabaseError) as exc:
+                    now = time.monotonic()
+                    failing_since = failing_since or now
+                    metrics.WORKER_UP.set(0)
+                    metrics.WORKER_ERRORS.labels(type(exc).__name__).inc()
+                    log.warning("worker.backoff", error=str(exc), seconds=round(backoff, 2),
+                                failing_for=round(now - failing_since, 1))
+                    if once and now - failing_since >= self.options.give_up_seconds:
+                        raise WorkerGaveUpError(f"gave up after {now - failing_since:.0f}s of failures: {exc}") from exc
                     self._sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                     continue
+                failing_since = None
+                backoff = self.options.poll_seconds
+                metrics.WORKER_UP.set(1)
                 if report is None or time.monotonic() - self._gauges_at > 10:
                     self._update_gauges()
                 if report is None:
@@ -236,89 +292,22 @@ class Worker:
     def _update_gauges(self) -> None:
         self._gauges_at = time.monotonic()
         try:
-            for s in self.outbox.status():
+            for s in self.outbox.db.all("sync_status"):
                 metrics.QUEUE_DEPTH.labels(s["sync_name"], "pending").set(s["pending"])
                 metrics.QUEUE_DEPTH.labels(s["sync_name"], "failed").set(s["failed"])
                 metrics.LAG_SECONDS.labels(s["sync_name"]).set(s["lag_seconds"] or 0.0)
+                metrics.PAUSED.labels(s["sync_name"]).set(1 if s["paused_until"] else 0)
         except DatabaseError:
             pass
 
 
-class EmfPublisher:
-    """Writes the worker's EMF lines (one per sync) at start, every ``interval`` seconds, and at stop.
-
-    A daemon thread with its own :class:`Outbox` connection; the schedule is fixed-rate (start +
-    k * interval), so the lines keep their offset within the minute. A database error skips that
-    round (logged, the worker carries on); the lag alarm then sees missing data, which it treats
-    as breaching.
-    """
-
-    def __init__(self, conninfo: str, interval: float, only_sync: str | None = None,
-                 stream: Callable[[], Any] | None = None) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
-        self.interval = interval
-        self.only_sync = only_sync
-        self._outbox = Outbox(conninfo)
-        self._stream = stream or (lambda: sys.stdout)  # resolved per write (redirected streams)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.lines = 0
-
-    def publish(self) -> int:
-        """Write one line per sync now; the number of lines (0 when the database is unreachable)."""
-        with self._lock:
-            try:
-                rows = self._outbox.status()
-                docs = emf.worker_documents(rows, int(time.time() * 1000), self.only_sync)
-                n = emf.write(self._stream(), docs)
-            except Exception as exc:  # metrics never stop the worker (database down, closed stdout, ...)
-                log.warning("emf.skipped", error=str(exc), error_type=type(exc).__name__)
-                return 0
-            self.lines += n
-            return n
-
-    def _run(self, first_at: float) -> None:
-        next_at = first_at
-        while not self._stop.wait(max(next_at - time.monotonic(), 0.0)):
-            self.publish()
-            next_at += self.interval
-            if next_at <= time.monotonic():  # fell behind (a slow query): skip the missed rounds
-                next_at = time.monotonic() + self.interval
-
-    def start(self) -> None:
-        """Publish now (in the caller), then every interval from a daemon thread."""
-        started = time.monotonic()
-        self.publish()
-        self._thread = threading.Thread(target=self._run, args=(started + self.interval,), name="s3vl-emf",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread, write the final lines, close the connection.
-
-        A round stuck in the database (the thread still alive after 10 s) is left to die with the
-        process: shutting down never waits on metrics.
-        """
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            if self._thread.is_alive():
-                log.warning("emf.stop_abandoned")
-                return
-        try:
-            self.publish()
-        finally:
-            self._outbox.close()
-
-
 def backfill(conninfo: str, sync_name: str, options: WorkerOptions,
-             progress: Callable[[int, int], None] | None = None) -> Totals:
-    """Queue every key of a sync and process them all here; ``progress(done, total)`` per batch."""
-    outbox = Outbox(conninfo)
+             progress: Callable[[int, int], None] | None = None) -> Worker:
+    """Queue every key of a sync and process them all here; ``progress(done, total)`` per batch.
+    Returns the worker that ran (its ``totals`` and ``paused``)."""
+    outbox = Outbox(Database(conninfo, application_name="s3vl backfill"))
     try:
-        outbox.sync(sync_name)  # raises if it does not exist
+        outbox.require_syncs([sync_name])
         outbox.resync(sync_name)
         total = outbox.pending(sync_name)
     finally:
@@ -333,4 +322,5 @@ def backfill(conninfo: str, sync_name: str, options: WorkerOptions,
 
     worker = Worker(conninfo, options, on_batch=on_batch)
     worker.install_signal_handlers()
-    return worker.run(once=True)
+    worker.run(once=True)
+    return worker

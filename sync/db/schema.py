@@ -25,11 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import structlog
 
 from sync import __version__
+from sync.db.connection import Database
 from sync.errors import SchemaError
 
 log = structlog.get_logger(__name__)
@@ -102,7 +104,7 @@ def render_install_script(sql_dir: Path = SQL_DIR) -> str:
     return "\n".join(parts)
 
 
-def _run_file(cur: psycopg.Cursor[tuple[object, ...]], f: SqlFile) -> None:
+def _run_file(cur: psycopg.Cursor[Any], f: SqlFile) -> None:
     try:
         cur.execute(f.body.encode())
     except psycopg.Error as exc:
@@ -116,35 +118,31 @@ def _run_file(cur: psycopg.Cursor[tuple[object, ...]], f: SqlFile) -> None:
 def install(conninfo: str, sql_dir: Path = SQL_DIR) -> InstallReport:
     """Apply ``sql/`` to the database in one transaction; safe to run any number of times."""
     report = InstallReport(applied=[], skipped=[], changed=[], idempotent=[])
-    try:
-        with psycopg.connect(conninfo, autocommit=False) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            cur.execute(_BOOTSTRAP.encode())
-            cur.execute("SELECT name, sha256 FROM s3vl.migrations")
-            recorded = {str(name): str(sha) for name, sha in cur.fetchall()}
-            for f in sql_files("incremental", sql_dir):
-                if f.name in recorded:
-                    report.skipped.append(f.name)
-                    if recorded[f.name] != f.sha256:
-                        report.changed.append(f.name)
-                        log.warning(
-                            "schema.migration_changed",
-                            file=f.name,
-                            hint="an applied incremental file was edited; add a new file instead",
-                        )
-                    continue
-                _run_file(cur, f)
-                cur.execute(
-                    "INSERT INTO s3vl.migrations (name, sha256, s3vl_version) VALUES (%s, %s, %s)",
-                    (f.name, f.sha256, __version__),
-                )
-                report.applied.append(f.name)
-            for f in sql_files("idempotent", sql_dir):
-                _run_file(cur, f)
-                report.idempotent.append(f.name)
-            conn.commit()
-    except psycopg.OperationalError as exc:
-        raise SchemaError(f"cannot connect to the database: {str(exc).strip()}") from exc
+    with Database(conninfo, application_name="s3vl install-sql") as db, db.transaction("install-sql") as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        cur.execute(_BOOTSTRAP.encode())
+        cur.execute("SELECT name, sha256 FROM s3vl.migrations")
+        recorded = {str(r["name"]): str(r["sha256"]) for r in cur.fetchall()}
+        for f in sql_files("incremental", sql_dir):
+            if f.name in recorded:
+                report.skipped.append(f.name)
+                if recorded[f.name] != f.sha256:
+                    report.changed.append(f.name)
+                    log.warning(
+                        "schema.migration_changed",
+                        file=f.name,
+                        hint="an applied incremental file was edited; add a new file instead",
+                    )
+                continue
+            _run_file(cur, f)
+            cur.execute(
+                "INSERT INTO s3vl.migrations (name, sha256, s3vl_version) VALUES (%s, %s, %s)",
+                (f.name, f.sha256, __version__),
+            )
+            report.applied.append(f.name)
+        for f in sql_files("idempotent", sql_dir):
+            _run_file(cur, f)
+            report.idempotent.append(f.name)
     log.info(
         "schema.installed", applied=len(report.applied), skipped=len(report.skipped), idempotent=len(report.idempotent)
     )
@@ -153,14 +151,10 @@ def install(conninfo: str, sql_dir: Path = SQL_DIR) -> InstallReport:
 
 def run_files(conninfo: str, files: Sequence[SqlFile]) -> list[str]:
     """Run SQL files in order, in one transaction under the installers' advisory lock."""
-    try:
-        with psycopg.connect(conninfo, autocommit=False) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            for f in files:
-                _run_file(cur, f)
-            conn.commit()
-    except psycopg.OperationalError as exc:
-        raise SchemaError(f"cannot connect to the database: {str(exc).strip()}") from exc
+    with Database(conninfo, application_name="s3vl install-sql") as db, db.transaction("install-sql") as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        for f in files:
+            _run_file(cur, f)
     return [f.name for f in files]
 
 

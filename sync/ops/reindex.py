@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import structlog
 
-from sync.errors import ReindexError
+from sync.db.connection import Database
+from sync.errors import DatabaseError, ReindexError, UnknownSyncError
 from sync.ops.reconcile import run as reconcile_mod
 from sync.ops.reconcile.classify import SyncTarget
 from sync.ops.reconcile.report import Category, ReconcileReport
@@ -53,50 +53,56 @@ def new_physical_name(old: str, now: float | None = None) -> str:
     return f"{base}-r{int(now if now is not None else time.time()):010d}"
 
 
-def _one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> tuple[Any, ...] | None:
-    return conn.execute(query, params).fetchone()
-
-
-def _target(conn: psycopg.Connection[Any], sync: str) -> SyncTarget:
-    (target,) = reconcile_mod.load_targets(conn, [sync])
+def _target(db: Database, sync: str) -> SyncTarget:
+    (target,) = reconcile_mod.load_targets(db, [sync])
     if target.problem:
         raise ReindexError(target.problem)
     return target
 
 
-def prepare(conn: psycopg.Connection[Any], client: Any, sync: str, model: str, dimensions: int) -> str:
+def check_model(db: Database, model: str, dimensions: int) -> None:
+    """Refuse an unknown model or dimension before anything is created."""
+    dims = db.value("reindex_model", {"model": model})
+    if dims is None:
+        known = ", ".join(sorted(str(r["model"]) for r in db.all("embedding_models")))
+        raise ReindexError(f"unknown embedding model {model!r} (known: {known})")
+    if dimensions not in dims:
+        supported = ", ".join(map(str, dims))
+        raise ReindexError(f"{model} does not produce {dimensions} dimensions (it supports {supported})")
+
+
+def prepare(db: Database, client: Any, sync: str, model: str, dimensions: int) -> str:
     """Create the new index and the shadow sync; returns the new index ARN."""
-    row = _one(conn, "SELECT i.index_arn, i.bucket_name, i.index_name, i.distance_metric, s.embedding_model, "
-               "s.dimensions FROM s3vl.syncs s JOIN s3vl.indexes i ON i.name = s.index_name WHERE s.name = %s",
-               (sync,))
+    row = db.one("reindex_sync", {"sync": sync})
     if row is None:
         raise ReindexError(f"no such sync: {sync}")
-    old_arn, bucket, physical, metric, cur_model, cur_dims = row
-    if (cur_model, cur_dims) == (model, dimensions):
+    if (row["embedding_model"], row["dimensions"]) == (model, dimensions):
         raise ReindexError(f"sync {sync} already uses {model} with {dimensions} dimensions")
-    old = client.get_index(indexArn=old_arn)["index"]
+    check_model(db, model, dimensions)
+    old = client.get_index(indexArn=row["index_arn"])["index"]
     kwargs: dict[str, Any] = {
-        "vectorBucketName": bucket, "indexName": new_physical_name(str(physical)), "dataType": "float32",
-        "dimension": dimensions, "distanceMetric": metric or old.get("distanceMetric", "cosine"),
+        "vectorBucketName": row["bucket_name"], "indexName": new_physical_name(str(row["physical_name"])),
+        "dataType": "float32", "dimension": dimensions,
+        "distanceMetric": row["distance_metric"] or old.get("distanceMetric", "cosine"),
     }
     if old.get("metadataConfiguration"):
         kwargs["metadataConfiguration"] = old["metadataConfiguration"]
     new_arn = str(client.create_index(**kwargs)["indexArn"])
     log.info("reindex.index_created", sync=sync, index_arn=new_arn, dimensions=dimensions)
     try:
-        conn.execute("SELECT s3vl.reindex_prepare(%s, %s, %s, %s, %s)",
-                     (sync, new_arn, model, dimensions, kwargs["distanceMetric"]))
-    except psycopg.Error as exc:
+        db.value("reindex_prepare", {"sync": sync, "index_arn": new_arn, "model": model, "dimensions": dimensions,
+                                     "metric": kwargs["distanceMetric"]})
+    except DatabaseError as exc:
         client.delete_index(indexArn=new_arn)  # nothing refers to it yet
-        raise ReindexError(f"cannot start the reindex of {sync}: {str(exc).strip()}") from exc
+        raise ReindexError(f"cannot start the reindex of {sync}: {exc}") from exc
     log.info("reindex.prepared", sync=sync, shadow=f"{sync}_rx", model=model, dimensions=dimensions)
     return new_arn
 
 
-def pending(conn: psycopg.Connection[Any], shadow: str) -> tuple[int, int]:
+def pending(db: Database, shadow: str) -> tuple[int, int]:
     """(pending, failed) keys of the shadow's backfill."""
-    row = _one(conn, "SELECT pending, failed FROM s3vl.sync_status WHERE sync_name = %s", (shadow,))
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    row = db.one("reindex_pending", {"sync": shadow})
+    return (int(row["pending"]), int(row["failed"])) if row else (0, 0)
 
 
 def run(
@@ -114,20 +120,17 @@ def run(
     on_wait: Callable[[int], None] | None = None,
 ) -> ReindexResult:
     """Prepare (or resume) a reindex, wait for its backfill, verify, and switch."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = _one(conn, "SELECT s.index_name, i.region FROM s3vl.syncs s JOIN s3vl.indexes i "
-                   "ON i.name = s.index_name WHERE s.name = %s", (sync,))
+    with Database(conninfo, application_name="s3vl reindex") as db:
+        row = db.one("reindex_sync", {"sync": sync})
         if row is None:
-            raise ReindexError(f"no such sync: {sync}")
-        result = ReindexResult(sync=sync, registered_name=str(row[0]))
-        client = client_factory(str(row[1]))
-        shadow_row = _one(conn, "SELECT s.name, i.index_arn, s.embedding_model, s.dimensions FROM s3vl.syncs s "
-                          "JOIN s3vl.indexes i ON i.name = s.index_name WHERE s.name = s3vl.reindex_shadow_name(%s)",
-                          (sync,))
+            raise UnknownSyncError(f"no such sync: {sync} (SELECT name FROM s3vl.syncs lists them)")
+        result = ReindexResult(sync=sync, registered_name=str(row["index_name"]))
+        client = client_factory(str(row["region"]))
+        shadow_row = db.one("reindex_shadow", {"sync": sync})
         if abort:
             if shadow_row is None:
                 raise ReindexError(f"no reindex of {sync} is in progress")
-            (arn,) = _one(conn, "SELECT s3vl.reindex_abort(%s)", (sync,)) or (None,)
+            arn = db.value("reindex_abort", {"sync": sync})
             result.new_index_arn, result.state = arn, "aborted"
             if drop_old and arn:  # --abort --drop-old: the abandoned new index goes
                 client.delete_index(indexArn=arn)
@@ -135,22 +138,22 @@ def run(
         if shadow_row is None:
             if model is None or dimensions is None:
                 raise ReindexError("--model and --dimensions are required to start a reindex")
-            result.new_index_arn = prepare(conn, client, sync, model, dimensions)
+            result.new_index_arn = prepare(db, client, sync, model, dimensions)
             shadow = f"{sync}_rx"
         else:
-            shadow, result.new_index_arn = str(shadow_row[0]), str(shadow_row[1])
-            if model is not None and (model, dimensions) != (shadow_row[2], shadow_row[3]):
+            shadow, result.new_index_arn = str(shadow_row["name"]), str(shadow_row["index_arn"])
+            if model is not None and (model, dimensions) != (shadow_row["embedding_model"], shadow_row["dimensions"]):
                 raise ReindexError(
-                    f"a reindex of {sync} to {shadow_row[2]} ({shadow_row[3]} dimensions) is in progress; "
-                    "finish it, or abandon it with --abort")
+                    f"a reindex of {sync} to {shadow_row['embedding_model']} ({shadow_row['dimensions']} dimensions) "
+                    "is in progress; finish it, or abandon it with --abort")
             log.info("reindex.resumed", sync=sync, shadow=shadow)
 
         for _round in range(verify_rounds):
-            if not _wait(conn, shadow, wait_seconds, poll_seconds, result, on_wait):
+            if not _wait(db, shadow, wait_seconds, poll_seconds, result, on_wait):
                 result.state = "backfilling"
                 return result
             report = reconcile_mod.reconcile_one(
-                conn, _target(conn, shadow), client, reconcile_mod.ReconcileOptions(apply=True, segments=16))
+                db, _target(db, shadow), client, reconcile_mod.ReconcileOptions(apply=True, segments=16))
             result.verify = report
             if report.error:
                 raise ReindexError(f"verifying the new index failed: {report.error}")
@@ -163,9 +166,9 @@ def run(
                                "verification rounds; is the worker running?")
 
         try:
-            (old_arn,) = _one(conn, "SELECT s3vl.reindex_switch(%s)", (sync,)) or (None,)
-        except psycopg.Error as exc:
-            raise ReindexError(f"cannot switch {sync} to the new index: {str(exc).strip()}") from exc
+            old_arn = db.value("reindex_switch", {"sync": sync})
+        except DatabaseError as exc:
+            raise ReindexError(f"cannot switch {sync} to the new index: {exc}") from exc
         result.old_index_arn, result.state = old_arn, "switched"
         log.info("reindex.switched", sync=sync, registered=result.registered_name, old_index_arn=old_arn,
                  new_index_arn=result.new_index_arn)
@@ -176,13 +179,13 @@ def run(
 
 
 def _wait(
-    conn: psycopg.Connection[Any], shadow: str, wait_seconds: float, poll_seconds: float,
+    db: Database, shadow: str, wait_seconds: float, poll_seconds: float,
     result: ReindexResult, on_wait: Callable[[int], None] | None,
 ) -> bool:
     """Wait until the shadow's queue is empty; False when ``wait_seconds`` ran out first."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        result.pending, failed = pending(conn, shadow)
+        result.pending, failed = pending(db, shadow)
         if failed:
             raise ReindexError(f"{failed} keys of the backfill failed (see s3vl.sync_failures); "
                                "run s3vl retry-failed, then re-run s3vl reindex to resume")

@@ -1,7 +1,8 @@
 """``s3vl status``: each sync's queue, lag, last success and last reconcile, plus failed keys.
 
-Reads only the ``s3vl.sync_status`` and ``s3vl.sync_failures`` views (through
-:class:`~sync.datapath.outbox.Outbox`), so what it shows is what an operator sees from SQL.
+Reads only the ``s3vl.sync_status`` and ``s3vl.sync_failures`` views (named queries of
+``sql/queries/status.sql``), so what it shows is what an operator sees from SQL: a paused sync
+with its error, and failed keys with theirs where the login may read the source.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sync.datapath.outbox import Outbox
+from sync.db.connection import Database
 
 
 def collect(conninfo: str, failures: int = 20) -> dict[str, Any]:
-    outbox = Outbox(conninfo)
-    try:
-        return {"syncs": outbox.status(), "failures": outbox.failures(failures)}
-    finally:
-        outbox.close()
+    with Database(conninfo, application_name="s3vl status") as db:
+        return {"syncs": db.all("sync_status"), "failures": db.all("sync_failures", {"limit": failures})}
 
 
 def to_json(status: dict[str, Any]) -> str:
@@ -58,6 +56,10 @@ def render(status: dict[str, Any], console: Console) -> None:
                       str(s["failed"]), _age(s["lag_seconds"]), str(s["synced_keys"]),
                       _ago(s["last_success"]), _ago(s["last_reconcile_at"]))
     console.print(table)
+    for s in syncs:
+        if s.get("paused_until"):
+            console.print(f"[bold]{s['sync_name']}[/bold] is paused until {s['paused_until']:%Y-%m-%d %H:%M:%S %Z} "
+                          f"(s3vl retry-failed --sync {s['sync_name']} resumes it now): {s['sync_error']}")
     if status["failures"]:
         failed = Table(title="failed keys (s3vl retry-failed puts them back in the queue)")
         for col in ("sync", "key", "attempts", "last error"):
@@ -68,5 +70,5 @@ def render(status: dict[str, Any], console: Console) -> None:
 
 
 def exit_code(status: dict[str, Any]) -> int:
-    """0 healthy, 3 when some key is in the failed state."""
-    return 3 if any(s["failed"] for s in status["syncs"]) else 0
+    """0 healthy, 3 when some key is in the failed state or some sync is paused."""
+    return 3 if any(s["failed"] or s.get("paused_until") for s in status["syncs"]) else 0

@@ -21,6 +21,9 @@ LAG_SECONDS = Gauge("s3vl_sync_lag_seconds", "Age of the oldest pending change",
 AWS_LATENCY = Histogram("s3vl_aws_request_seconds", "Latency of AWS calls", ["service", "operation"],
                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 AWS_ERRORS = Counter("s3vl_aws_errors_total", "AWS call errors (each retry counts)", ["service", "operation", "code"])
+WORKER_UP = Gauge("s3vl_worker_up", "1 while the worker reaches the database and AWS, 0 while it backs off")
+WORKER_ERRORS = Counter("s3vl_worker_errors_total", "Attempts the worker backed off from, by error class", ["error"])
+PAUSED = Gauge("s3vl_sync_paused", "1 while a sync is paused after failing as a whole (s3vl.pause_sync)", ["sync"])
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:

@@ -63,7 +63,7 @@ def drain(db_url: str, endpoint: EndpointHandle, concurrency: int = 4, batch: in
                          retry_after=0, region=REGION, endpoint_url=endpoint.url,
                          policy=RetryPolicy(attempts=8, max_seconds=120))
     start = time.perf_counter()
-    totals = Worker(db_url, opts).run(once=True, max_errors_in_row=3)
+    totals = Worker(db_url, opts).run(once=True)
     return time.perf_counter() - start, totals.keys
 
 

@@ -36,11 +36,12 @@ class SyncEnv:
                              retry_after=options.pop("retry_after", 0.0), region=REGION,
                              endpoint_url=self.endpoint.url,
                              policy=options.pop("policy", RetryPolicy(attempts=6, max_seconds=20, base=0.01, cap=0.2)),
+                             give_up_seconds=options.pop("give_up_seconds", 20.0),
                              **options)
         return Worker(self.db_url, opts, worker_id=worker_id)
 
     def drain(self, **options: Any) -> None:
-        self.worker(**options).run(once=True, max_errors_in_row=3)
+        self.worker(**options).run(once=True)
 
     def index(self) -> dict[str, dict[str, Any]]:
         """key -> metadata of every vector in the index."""

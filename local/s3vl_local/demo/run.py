@@ -32,6 +32,7 @@ from sync.cli import terminal
 from sync.config import Settings
 from sync.datapath.outbox import Outbox
 from sync.datapath.worker import Totals, Worker, WorkerOptions
+from sync.db.connection import Database
 from sync.errors import S3vlError
 
 log = structlog.get_logger(__name__)
@@ -139,17 +140,14 @@ def setup(conn: psycopg.Connection[Any], s3v: Any, lambda_arn: str, region: str,
 
 
 def drain(db_url: str, options: WorkerOptions, console: Console, title: str) -> Totals:
-    outbox = Outbox(db_url)
-    try:
-        total = outbox.pending(SYNC)
-    finally:
-        outbox.close()
+    with Database(db_url, application_name="s3vl demo") as db:
+        total = Outbox(db).pending(SYNC)
     with Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                   transient=False) as bar:
         task = bar.add_task(title, total=total)
         worker = Worker(db_url, options,
                         on_batch=lambda r: bar.advance(task, r.keys - r.requeued))
-        return worker.run(once=True, max_errors_in_row=5)
+        return worker.run(once=True)
 
 
 def change_some_rows(conn: psycopg.Connection[Any]) -> None:

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sync.aws.retry import RetryPolicy
 from sync.errors import RowError
 
 
@@ -56,5 +57,17 @@ class Embedder(ABC):
     max_chars: int = 50_000
 
     @abstractmethod
-    def embed(self, texts: Sequence[str]) -> Embedded:
-        """One result per text, in order (vector or RowError)."""
+    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None) -> Embedded:
+        """One result per text, in order (vector or RowError); ``policy`` overrides the retries."""
+
+    def reachable(self) -> bool:
+        """Does the model answer now? One short text, briefly retried; any answer counts."""
+        from sync.errors import S3vlError, TransientAwsError
+
+        try:
+            self.embed(["s3vl"], policy=RetryPolicy(attempts=2, max_seconds=5.0))
+        except TransientAwsError:
+            return False
+        except S3vlError:
+            return True
+        return True

@@ -11,6 +11,7 @@ Request and response bodies follow the models' documented JSON.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,7 @@ class _Bedrock(Embedder):
         if is_throttling(exc):
             self.limit.throttled()
 
-    def _invoke(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _invoke(self, body: dict[str, Any], policy: RetryPolicy | None = None) -> dict[str, Any]:
         def call() -> dict[str, Any]:
             with self.limit:
                 start = time.perf_counter()
@@ -53,7 +54,7 @@ class _Bedrock(Embedder):
             result: dict[str, Any] = json.loads(resp["body"].read())
             return result
 
-        return self.policy.call(f"bedrock InvokeModel {self.model}", call, on_retry=self._on_retry)
+        return (policy or self.policy).call(f"bedrock InvokeModel {self.model}", call, on_retry=self._on_retry)
 
     @staticmethod
     def _refused(exc: ClientError) -> RowError:
@@ -72,21 +73,18 @@ class TitanEmbedder(_Bedrock):
             return {"inputText": text}
         return {"inputText": text, "dimensions": self.dimensions, "normalize": self.normalize}
 
-    def _one(self, text: str) -> list[float] | RowError:
+    def _one(self, text: str, policy: RetryPolicy | None = None) -> list[float] | RowError:
         if len(text) > self.max_chars:
             return RowError(f"text is {len(text)} characters; {self.model} accepts {self.max_chars}")
         try:
-            out = self._invoke(self._body(text))
+            out = self._invoke(self._body(text), policy)
         except ClientError as exc:
             return self._refused(exc)
-        vector = [float(x) for x in out["embedding"]]
-        if len(vector) != self.dimensions:
-            raise EmbeddingError(f"{self.model} returned {len(vector)} dimensions, expected {self.dimensions}")
-        return vector
+        return _checked(self.model, [float(x) for x in out["embedding"]], self.dimensions)
 
-    def embed(self, texts: Sequence[str]) -> Embedded:
+    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None) -> Embedded:
         start = time.perf_counter()
-        results = list(self._pool.map(self._one, texts))
+        results = list(self._pool.map(lambda t: self._one(t, policy), texts))
         return Embedded(vectors=results, calls=len(texts), texts=len(texts), seconds=time.perf_counter() - start)
 
 
@@ -96,28 +94,27 @@ class CohereEmbedder(_Bedrock):
     max_batch = 96
     max_chars = 2048
 
-    def _batch(self, texts: Sequence[str]) -> tuple[list[list[float] | RowError], int]:
+    def _batch(self, texts: Sequence[str],
+               policy: RetryPolicy | None = None) -> tuple[list[list[float] | RowError], int]:
         body = {"texts": list(texts), "input_type": "search_document", "truncate": "NONE"}
         try:
-            out = self._invoke(body)
+            out = self._invoke(body, policy)
         except ClientError as exc:
             if len(texts) == 1:
                 return [self._refused(exc)], 1
             # one bad text refuses the whole batch: find it by sending each text alone
-            singles = [self._batch([t]) for t in texts]
+            singles = [self._batch([t], policy) for t in texts]
             return [r[0][0] for r in singles], 1 + sum(r[1] for r in singles)
         embeddings = out["embeddings"]
         if isinstance(embeddings, dict):  # embedding_types given: {"float": [...]}
             embeddings = embeddings["float"]
         vectors: list[list[float] | RowError] = []
         for e in embeddings:
-            v = [float(x) for x in e]
-            if len(v) != self.dimensions:
-                raise EmbeddingError(f"{self.model} returned {len(v)} dimensions, expected {self.dimensions}")
-            vectors.append(_unit(v) if self.normalize else v)
+            v = _checked(self.model, [float(x) for x in e], self.dimensions)
+            vectors.append(_unit(v) if self.normalize and not isinstance(v, RowError) else v)
         return vectors, 1
 
-    def embed(self, texts: Sequence[str]) -> Embedded:
+    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None) -> Embedded:
         start = time.perf_counter()
         results: list[list[float] | RowError] = [RowError("not embedded")] * len(texts)
         ok: list[int] = []
@@ -127,7 +124,7 @@ class CohereEmbedder(_Bedrock):
             else:
                 ok.append(i)
         ranges = batch_indices([len(texts[i]) for i in ok], self.max_batch)
-        futures = [self._pool.submit(self._batch, [texts[i] for i in ok[a:b]]) for a, b in ranges]
+        futures = [self._pool.submit(self._batch, [texts[i] for i in ok[a:b]], policy) for a, b in ranges]
         calls = 0
         for (a, b), fut in zip(ranges, futures, strict=True):
             vectors, n = fut.result()
@@ -135,6 +132,16 @@ class CohereEmbedder(_Bedrock):
             for j, v in zip(range(a, b), vectors, strict=True):
                 results[ok[j]] = v
         return Embedded(vectors=results, calls=calls, texts=len(texts), seconds=time.perf_counter() - start)
+
+
+def _checked(model: str, vector: list[float], dimensions: int) -> list[float] | RowError:
+    """The model's vector, or why it cannot be stored: a wrong dimension is the model's (the sync
+    is misconfigured: :class:`EmbeddingError`), a NaN or infinity the text's (that row fails)."""
+    if len(vector) != dimensions:
+        raise EmbeddingError(f"{model} returned {len(vector)} dimensions, expected {dimensions}")
+    if not all(math.isfinite(x) for x in vector):
+        return RowError(f"{model} returned a vector with NaN or infinite values for this text")
+    return vector
 
 
 def _unit(v: list[float]) -> list[float]:

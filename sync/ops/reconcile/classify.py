@@ -1,35 +1,17 @@
 """Classify drift in SQL: the scanned index joined with the source and ``s3vl.sync_state``.
 
-Everything happens in session-private temporary tables of the reconcile connection, so 1M rows
-on each side never reach Python; only exact counts and a few sample keys come back.
-
-Tables (per run, per sync):
-
-* ``s3vl_rc_src``  (id, hash): every source row with non-blank text: its key text and current
-  content hash, computed with the sync's own SQL expressions (``s3vl.sync_key_sql`` /
-  ``sync_text_sql`` / ``_hash_of_sql`` in sql/idempotent/200-sync.sql), the same ones the worker's hashes must equal.
-* ``s3vl_rc_vec``  (key, id, chunk, ev, hash, orphan, source_gone): every listed vector. A vector
-  is an *orphan* when its key is not one s3vl writes (``<id>`` or ``<id>#<n>``), its source row
-  is gone, or it is a chunk beyond the chunk count the state row records.
-* ``s3vl_rc_keys`` one row per key of the source or the state table: ``missing`` / ``stale``
-  flags and the ``drift`` action (insert/update/delete) that makes the state row describe the
-  index *after* orphans are removed. State rows of deleted source rows whose vectors are
-  orphans are not drift: the orphan repair removes them together with the vectors.
-
-Races with a running worker: keys whose state row was written after the scan started are left
-out of missing/stale/drift (the worker has newer knowledge than the scan); every repair is
-idempotent (enqueue coalesces, deletes of absent keys succeed), so a race costs at most work.
+The statements are the named queries of ``sql/queries/reconcile.sql`` (which documents the
+temporary tables); this module runs them in order and reads back exact counts and a few sample
+keys. The source is read through ``s3vl.reconcile_source``: the sync's own function, running with
+the privileges of the role that declared the sync, never with reconcile's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import psycopg
-from psycopg import sql
-
+from sync.db.connection import Database
 from sync.ops.reconcile.report import Category, CategoryResult
 
 
@@ -38,7 +20,7 @@ class SyncTarget:
     """What reconcile needs to know about one sync and its index."""
 
     name: str
-    source: str  # 'ONLY <regclass>' (plain regclass for a partitioned table), quoted as needed
+    source: str  # the source table's name, for messages
     index_name: str
     index_arn: str
     region: str
@@ -47,180 +29,14 @@ class SyncTarget:
     problem: str | None = None  # why this sync cannot be reconciled (reported as its error)
 
 
-@dataclass(frozen=True)
-class Expressions:
-    """The sync's SQL over the alias ``src``: key text and rendered text; and the content hash
-    expression over ``q.t`` (the rendered text), all from the sync SQL helpers."""
-
-    key: str
-    text: str
-    hash_of_t: str
-
-
-def load_expressions(conn: psycopg.Connection[Any], sync_name: str) -> Expressions:
-    """The key/text/hash expressions from the sync SQL helpers (one definition for worker and reconcile)."""
-    row = conn.execute(
-        "SELECT s3vl.sync_key_sql(%s, 'src'), s3vl.sync_text_sql(%s, 'src'), s3vl._hash_of_sql('q.t')",
-        (sync_name, sync_name),
-    ).fetchone()
-    if row is None or None in row:
-        raise LookupError(sync_name)
-    return Expressions(key=str(row[0]), text=str(row[1]), hash_of_t=str(row[2]))
-
-
-def _vector_id_and_chunk(chunked: bool) -> tuple[sql.Composable, sql.Composable]:
-    """SQL for a scanned vector's source id and chunk number.
-
-    ``s3vl_id`` metadata wins; a vector without it is attributed by its key (so vectors someone
-    put by hand are still found and classified).
-    """
-    if not chunked:
-        return sql.SQL("coalesce(s.sid, s.key)"), sql.SQL("s.chunk")
-    return (
-        sql.SQL("coalesce(s.sid, regexp_replace(s.key, '#[0-9]+$', ''))"),
-        sql.SQL("coalesce(s.chunk, (regexp_match(s.key, '#([0-9]{1,9})$'))[1]::int)"),
-    )
-
-
-def build(
-    conn: psycopg.Connection[Any],
-    target: SyncTarget,
-    expr: Expressions,
-    scan_table: sql.Identifier,
-    scan_started_at: datetime,
-) -> None:
-    """Create the classification tables for one sync from the scan table.
-
-    Key layouts: a vector is *plain* (key = id) or *chunked* (key = id#n). A vector is well
-    formed in the sync's layout, or in the layout its state row records (so that while the
-    worker moves a sync to or from chunking, the old vectors are stale, not orphans).
-    """
-    vid, chunk = _vector_id_and_chunk(target.chunked)
+def build(db: Database, target: SyncTarget, scan_started_at: datetime) -> None:
+    """Create the classification tables for one sync from the scan table."""
     params = {"sync": target.name, "ev": target.embedding_version, "since": scan_started_at,
               "chunked": target.chunked}
-    conn.execute("DROP TABLE IF EXISTS pg_temp.s3vl_rc_src, pg_temp.s3vl_rc_vec, pg_temp.s3vl_rc_idx, "
-                 "pg_temp.s3vl_rc_keys, pg_temp.s3vl_rc_work, pg_temp.s3vl_rc_enqueue")
-    # The sync's expressions are SQL text generated by s3vl from its own definition (the same
-    # text the worker runs); they are trusted like the sync definition itself. Rows whose text
-    # is blank have no vectors (the worker deletes them), so they are not part of the source.
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMPORARY TABLE s3vl_rc_src AS SELECT q.id, {hash} AS hash "
-            "FROM (SELECT {key} AS id, {text} AS t FROM {source} AS src) AS q WHERE q.t ~ '[^[:space:]]'"
-        ).format(key=sql.SQL(expr.key), text=sql.SQL(expr.text), hash=sql.SQL(expr.hash_of_t),
-                 source=sql.SQL(target.source))
-    )
-    conn.execute("ANALYZE s3vl_rc_src")
-    conn.execute(
-        sql.SQL(
-            """
-            CREATE TEMPORARY TABLE s3vl_rc_vec AS
-            SELECT v.key, v.id, CASE WHEN v.is_chunked THEN v.chunk ELSE 0 END AS chunk, v.ev, v.hash,
-                   v.is_chunked,
-                   (NOT coalesce((v.is_plain AND (NOT %(chunked)s OR st.chunked IS FALSE))
-                                 OR (v.is_chunked AND (%(chunked)s OR st.chunked)), false)
-                    OR src.id IS NULL
-                    OR (st.chunked AND v.is_chunked AND v.chunk >= st.chunk_count)) AS orphan,
-                   (src.id IS NULL) AS source_gone
-            FROM (SELECT s.key, w.id, w.chunk, s.ev, s.hash,
-                         (s.key = w.id) AS is_plain,
-                         coalesce(s.key = w.id || '#' || w.chunk, false) AS is_chunked
-                  FROM {scan} AS s CROSS JOIN LATERAL (SELECT {vid} AS id, {chunk} AS chunk) AS w) AS v
-            LEFT JOIN s3vl_rc_src AS src ON src.id = v.id
-            LEFT JOIN s3vl.sync_state AS st ON st.sync_name = %(sync)s AND st.key = v.id
-            """
-        ).format(vid=vid, chunk=chunk, scan=scan_table),
-        params,
-    )
-    conn.execute("ANALYZE s3vl_rc_vec")
-    # Per key, what the index holds once orphans are gone.
-    conn.execute(
-        """
-        CREATE TEMPORARY TABLE s3vl_rc_idx AS
-        SELECT id, count(*) AS n, max(chunk) AS max_chunk,
-               bool_and(is_chunked) AS all_chunked, NOT bool_or(is_chunked) AS all_plain,
-               min(hash) AS hash, (count(hash) = count(*) AND min(hash) = max(hash)) AS hash_ok,
-               min(ev) AS ev, (count(ev) = count(*) AND min(ev) = max(ev)) AS ev_ok
-        FROM s3vl_rc_vec WHERE NOT orphan GROUP BY id
-        """
-    )
-    conn.execute("ANALYZE s3vl_rc_idx")
-    conn.execute(
-        """
-        CREATE TEMPORARY TABLE s3vl_rc_keys AS
-        WITH joined AS (
-            SELECT coalesce(src.id, st.key) AS id,
-                   src.id IS NOT NULL AS in_source, src.hash AS src_hash,
-                   i.n, i.max_chunk, i.all_chunked, i.all_plain,
-                   i.hash AS idx_hash, i.hash_ok, i.ev AS idx_ev, i.ev_ok,
-                   st.key IS NOT NULL AS has_state, st.content_hash, st.embedding_version,
-                   st.chunk_count, st.chunked, st.synced_at,
-                   og.id IS NOT NULL AS orphan_cleanup
-            FROM s3vl_rc_src AS src
-            LEFT JOIN s3vl_rc_idx AS i ON i.id = src.id
-            FULL JOIN (SELECT * FROM s3vl.sync_state WHERE sync_name = %(sync)s) AS st ON st.key = src.id
-            LEFT JOIN (SELECT DISTINCT id FROM s3vl_rc_vec WHERE source_gone) AS og ON og.id = st.key
-        ), judged AS (
-            SELECT j.*,
-                   coalesce((j.all_plain AND j.n = 1)
-                            OR (j.all_chunked AND j.n = j.max_chunk + 1
-                                AND NOT (j.has_state AND j.chunked AND j.chunk_count > j.n)), false) AS complete,
-                   coalesce(j.has_state AND j.synced_at >= %(since)s, false) AS recent
-            FROM joined AS j
-        ), desired AS (
-            SELECT d.*,
-                   (d.in_source AND d.n IS NOT NULL) AS want_state,
-                   CASE WHEN d.complete AND d.hash_ok THEN d.idx_hash END AS want_hash,
-                   CASE WHEN d.ev_ok THEN d.idx_ev END AS want_ev,
-                   CASE WHEN d.all_chunked THEN d.max_chunk + 1 WHEN d.all_plain THEN 1
-                        ELSE d.chunk_count END AS want_chunks,
-                   CASE WHEN d.all_chunked THEN true WHEN d.all_plain THEN false ELSE d.chunked END AS want_chunked
-            FROM judged AS d
-        )
-        SELECT id, in_source, recent,
-               (in_source AND NOT recent AND NOT complete) AS missing,
-               (in_source AND NOT recent AND complete
-                AND (NOT hash_ok OR idx_hash IS DISTINCT FROM src_hash
-                     OR NOT ev_ok OR idx_ev IS DISTINCT FROM %(ev)s
-                     OR all_chunked IS DISTINCT FROM %(chunked)s)) AS stale,
-               CASE
-                   WHEN recent THEN NULL
-                   WHEN has_state AND NOT want_state AND NOT orphan_cleanup THEN 'delete'
-                   WHEN NOT has_state AND want_state THEN 'insert'
-                   WHEN has_state AND want_state
-                        AND (content_hash, embedding_version, chunk_count, chunked)
-                            IS DISTINCT FROM (want_hash, want_ev, want_chunks, want_chunked) THEN 'update'
-               END AS drift,
-               want_hash, want_ev, want_chunks, want_chunked
-        FROM desired
-        """,
-        params,
-    )
-    conn.execute("ANALYZE s3vl_rc_keys")
-
-
-_COUNTS = """
-SELECT (SELECT count(*) FROM s3vl_rc_vec WHERE orphan),
-       (SELECT count(*) FROM s3vl_rc_keys WHERE missing),
-       (SELECT count(*) FROM s3vl_rc_keys WHERE stale),
-       (SELECT count(*) FROM s3vl_rc_keys WHERE drift IS NOT NULL),
-       (SELECT count(*) FROM s3vl_rc_src),
-       (SELECT count(*) FROM s3vl.sync_state WHERE sync_name = %s)
-"""
-
-_SAMPLES = {
-    Category.ORPHANED: "SELECT key FROM s3vl_rc_vec WHERE orphan ORDER BY key LIMIT %s",
-    Category.MISSING: "SELECT id FROM s3vl_rc_keys WHERE missing ORDER BY id LIMIT %s",
-    Category.STALE: "SELECT id FROM s3vl_rc_keys WHERE stale ORDER BY id LIMIT %s",
-    Category.STATE_DRIFT: "SELECT id FROM s3vl_rc_keys WHERE drift IS NOT NULL ORDER BY id LIMIT %s",
-}
-
-
-_QUEUED = """
-SELECT count(*) FILTER (WHERE k.missing), count(*) FILTER (WHERE k.stale)
-FROM s3vl_rc_keys AS k JOIN s3vl.outbox AS o ON o.sync_name = %s AND o.key = k.id AND o.status = 'pending'
-WHERE k.missing OR k.stale
-"""
+    for step in ("classify_drop", "classify_source", "classify_source_analyze", "classify_vectors",
+                 "classify_vectors_analyze", "classify_index", "classify_index_analyze", "classify_keys",
+                 "classify_keys_analyze"):
+        db.execute(step, params)
 
 
 @dataclass
@@ -230,78 +46,18 @@ class Counts:
     state_rows: int
 
 
-def counts(conn: psycopg.Connection[Any], sync_name: str, sample_size: int) -> Counts:
+def counts(db: Database, sync_name: str, sample_size: int) -> Counts:
     """Exact counts per category and the first ``sample_size`` keys (sorted) of each."""
-    row = conn.execute(_COUNTS, (sync_name,)).fetchone()
+    row = db.one("classify_counts", {"sync": sync_name})
     assert row is not None
-    orphaned, missing, stale, drift, source_rows, state_rows = (int(v) for v in row)
-    numbers = {Category.ORPHANED: orphaned, Category.MISSING: missing, Category.STALE: stale,
-               Category.STATE_DRIFT: drift}
     cats: dict[str, CategoryResult] = {}
-    for cat, n in numbers.items():
-        sample = [str(r[0]) for r in conn.execute(_SAMPLES[cat], (sample_size,))] if n else []
+    for cat in Category:
+        n = int(row[cat.value])
+        sample = [str(r["key"]) for r in db.all(f"sample_{cat.value}", {"limit": sample_size})] if n else []
         cats[cat.value] = CategoryResult(count=n, sample=sample)
-    if missing or stale:
-        q = conn.execute(_QUEUED, (sync_name,)).fetchone()
-        assert q is not None
-        cats[Category.MISSING.value].queued, cats[Category.STALE.value].queued = int(q[0]), int(q[1])
-    return Counts(categories=cats, source_rows=source_rows, state_rows=state_rows)
-
-
-# --- repairs (each is a short statement or batch; no transaction spans a network call) ------
-
-FIX_STATE_DELETE = """
-DELETE FROM s3vl.sync_state AS st USING s3vl_rc_keys AS k
-WHERE st.sync_name = %(sync)s AND st.key = k.id AND k.drift = 'delete' AND st.synced_at < %(since)s
-"""
-
-FIX_STATE_UPSERT = """
-INSERT INTO s3vl.sync_state AS st (sync_name, key, content_hash, embedding_version, chunk_count, chunked)
-SELECT %(sync)s, id, want_hash, want_ev, want_chunks, want_chunked FROM s3vl_rc_keys
-WHERE drift IN ('insert', 'update')
-ON CONFLICT (sync_name, key) DO UPDATE
-SET content_hash = EXCLUDED.content_hash, embedding_version = EXCLUDED.embedding_version,
-    chunk_count = EXCLUDED.chunk_count, chunked = EXCLUDED.chunked
-WHERE st.synced_at < %(since)s
-"""
-
-#: Orphans numbered for batched deletion; vectors of keys the worker wrote since the scan began
-#: are left alone (the next run sees them again if they are still orphans).
-ORPHAN_WORK = """
-CREATE TEMPORARY TABLE s3vl_rc_work AS
-SELECT row_number() OVER (ORDER BY v.key) AS rn, v.key, v.id, v.source_gone
-FROM s3vl_rc_vec AS v
-WHERE v.orphan AND NOT EXISTS (
-    SELECT 1 FROM s3vl.sync_state AS st
-    WHERE st.sync_name = %(sync)s AND st.key = v.id AND st.synced_at >= %(since)s)
-"""
-
-ORPHAN_BATCH = "SELECT key FROM s3vl_rc_work WHERE rn > %s AND rn <= %s ORDER BY rn"
-
-#: After the orphan vectors are gone, the state rows of their deleted source rows go too.
-ORPHAN_STATE_CLEANUP = """
-DELETE FROM s3vl.sync_state AS st
-USING (SELECT DISTINCT id FROM s3vl_rc_work WHERE source_gone AND rn <= %(done)s) AS o
-WHERE st.sync_name = %(sync)s AND st.key = o.id AND st.synced_at < %(since)s
-"""
-
-#: Keys to queue. Keys already in the outbox are left alone: a pending key will be processed
-#: anyway (enqueueing it again would bump its version and make a worker's in-flight batch redo
-#: it), and a failed key waits for an operator (s3vl retry-failed), so it stays unrepaired.
-ENQUEUE_WORK = """
-CREATE TEMPORARY TABLE s3vl_rc_enqueue AS
-SELECT row_number() OVER () AS rn, id, stale FROM (
-    (SELECT k.id, false AS stale FROM s3vl_rc_keys AS k
-     WHERE k.missing AND NOT EXISTS (SELECT 1 FROM s3vl.outbox AS o WHERE o.sync_name = %(sync)s AND o.key = k.id)
-     ORDER BY k.id)
-    UNION ALL
-    (SELECT k.id, true FROM s3vl_rc_keys AS k
-     WHERE k.stale AND NOT EXISTS (SELECT 1 FROM s3vl.outbox AS o WHERE o.sync_name = %(sync)s AND o.key = k.id)
-     ORDER BY k.id LIMIT %(max_stale)s)
-) AS w
-"""
-
-ENQUEUE_BATCH = """
-SELECT s3vl.enqueue(%s, ARRAY(SELECT id FROM s3vl_rc_enqueue WHERE rn > %s AND rn <= %s ORDER BY rn)),
-       (SELECT count(*) FILTER (WHERE stale) FROM s3vl_rc_enqueue WHERE rn > %s AND rn <= %s)
-"""
+    if row["missing"] or row["stale"]:
+        queued = db.one("classify_queued", {"sync": sync_name})
+        assert queued is not None
+        cats[Category.MISSING.value].queued = int(queued["missing"])
+        cats[Category.STALE.value].queued = int(queued["stale"])
+    return Counts(categories=cats, source_rows=int(row["source_rows"]), state_rows=int(row["state_rows"]))

@@ -9,30 +9,31 @@ Per sync, one straight line:
     -> record the run in s3vl.reconcile_runs (shown by s3vl.sync_status) and metrics.
 
 Neither the listing nor the source is ever held in Python memory; the one connection of a run
-owns the temporary tables, and no transaction spans a network call (deletes are batched
-between short statements).
+(a :class:`~sync.db.connection.Database`) owns the temporary tables, and no transaction spans a
+network call (deletes are batched between short statements). Its SQL is the named queries of
+``sql/queries/reconcile.sql``; what it writes into s3vl's tables goes through s3vl's functions
+(``s3vl.reconcile_started``, ``reconcile_fix_state``, ``reconcile_forget``, ``enqueue``).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
-from psycopg.types.json import Jsonb
 
 from sync.aws import clients
 from sync.aws.s3vectors import VectorStore
-from sync.errors import ReconcileError, S3vlError
+from sync.db.connection import Database
+from sync.errors import ReconcileError, S3vlError, UnknownSyncError
 from sync.ops.reconcile import classify
 from sync.ops.reconcile.report import Category, ReconcileReport, check_delete_share
 from sync.ops.reconcile.scan import MAX_SEGMENTS, boto3_lister, create_scan_table, scan_into
@@ -41,8 +42,10 @@ log = structlog.get_logger(__name__)
 
 #: DeleteVectors accepts at most 500 keys per call (service model).
 DELETE_BATCH = 500
-#: Keys per s3vl.enqueue call (one short transaction each).
-ENQUEUE_BATCH = 5000
+#: Keys per s3vl.enqueue call, and state corrections per s3vl.reconcile_fix_state call (one short
+#: transaction each).
+ENQUEUE_KEYS = 5000
+FIX_ROWS = 10000
 #: DeleteVectors calls in flight at once.
 DELETE_PARALLELISM = 4
 
@@ -100,64 +103,26 @@ def default_client(region: str) -> Any:
 
 
 # --- database --------------------------------------------------------------------------------
-@contextmanager
-def _session(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
-    try:
-        conn = psycopg.connect(conninfo, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise ReconcileError(f"cannot connect to the database: {str(exc).strip()}") from exc
-    with conn:
-        # temp_buffers only counts before the session first touches a temporary table
-        conn.execute("SET temp_buffers = '256MB'")
-        conn.execute("SET work_mem = '128MB'")
-        conn.execute("SET application_name = 's3vl reconcile'")
-        yield conn
-
-
-_TARGETS = """
-SELECT s.name,
-       CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || s.source::text, c.oid IS NOT NULL,
-       s.index_name, i.index_arn, i.region, s.embedding_version, s.chunk_size IS NOT NULL,
-       (SELECT array_agg(x.name ORDER BY x.name) FROM s3vl.syncs x WHERE x.index_name = s.index_name)
-FROM s3vl.syncs AS s JOIN s3vl.indexes AS i ON i.name = s.index_name
-LEFT JOIN pg_catalog.pg_class AS c ON c.oid = s.source
-WHERE %(names)s::text[] IS NULL OR s.name = ANY (%(names)s::text[])
-ORDER BY s.name
-"""
-
-
-def load_targets(conn: psycopg.Connection[Any], names: Sequence[str] | None) -> list[classify.SyncTarget]:
+def load_targets(db: Database, names: Sequence[str] | None) -> list[classify.SyncTarget]:
     """The syncs to reconcile (all, or the named ones; an unknown name is an error).
 
-    A sync that cannot be reconciled (its source table is gone, its index is shared) is still
-    returned, with the reason in ``problem``: its report carries the error, the others run.
+    A sync that cannot be reconciled (its source table is gone) is still returned, with the
+    reason in ``problem``: its report carries the error, the others run.
     """
-    try:
-        rows = conn.execute(_TARGETS, {"names": list(names) if names else None}).fetchall()
-    except psycopg.errors.UndefinedTable as exc:
-        raise ReconcileError("the s3vl schema is not installed here (run s3vl install-sql)") from exc
-    found = {str(r[0]) for r in rows}
-    unknown = sorted(set(names or ()) - found)
+    rows = db.all("reconcile_targets", {"names": list(names) if names else None})
+    unknown = sorted(set(names or ()) - {str(r["name"]) for r in rows})
     if unknown:
-        raise ReconcileError(f"no such sync: {', '.join(unknown)} (SELECT name FROM s3vl.syncs lists them)")
-    targets = []
-    for name, source, source_exists, index_name, arn, region, ev, chunked, sharing in rows:
-        problem = None
-        if not source_exists:
-            problem = f"the source table of sync {name!r} no longer exists; drop the sync (s3vl.drop_sync)"
-        elif len(sharing) > 1:
-            problem = (f"index {index_name!r} is used by syncs {', '.join(sharing)}: reconcile cannot tell "
-                       "their vectors apart; give each sync its own index")
-        targets.append(classify.SyncTarget(name=str(name), source=str(source), index_name=str(index_name),
-                                           index_arn=str(arn), region=str(region), embedding_version=str(ev),
-                                           chunked=bool(chunked), problem=problem))
-    return targets
+        raise UnknownSyncError(f"no such sync: {', '.join(unknown)} (SELECT name FROM s3vl.syncs lists them)")
+    return [classify.SyncTarget(
+        name=str(r["name"]), source=str(r["source"]), index_name=str(r["index_name"]), index_arn=str(r["index_arn"]),
+        region=str(r["region"]), embedding_version=str(r["embedding_version"]), chunked=bool(r["chunked"]),
+        problem=None if r["source_exists"] else
+        f"the source table {r['source']} of sync {r['name']!r} no longer exists; drop the sync (s3vl.drop_sync)",
+    ) for r in rows]
 
 
-def _db_now(conn: psycopg.Connection[Any]) -> datetime:
-    row = conn.execute("SELECT clock_timestamp()").fetchone()
-    assert row is not None
-    value: datetime = row[0]
+def _db_now(db: Database) -> datetime:
+    value: datetime = db.value("reconcile_now")
     return value
 
 
@@ -171,18 +136,19 @@ def reconcile(
 ) -> list[ReconcileReport]:
     """Reconcile every sync (or the named ones); one report per sync, errors included in it."""
     reports = []
-    with _session(conninfo) as conn:
-        targets = load_targets(conn, sync_names)
+    with Database(conninfo, application_name="s3vl reconcile") as db:
+        db.execute("reconcile_session")
+        targets = load_targets(db, sync_names)
         by_region: dict[str, Any] = {}
         for target in targets:
             if target.region not in by_region:
                 by_region[target.region] = client_factory(target.region)
-            reports.append(reconcile_one(conn, target, by_region[target.region], options, progress))
+            reports.append(reconcile_one(db, target, by_region[target.region], options, progress))
     return reports
 
 
 def reconcile_one(
-    conn: psycopg.Connection[Any],
+    db: Database,
     target: classify.SyncTarget,
     client: Any,
     options: ReconcileOptions,
@@ -190,27 +156,28 @@ def reconcile_one(
 ) -> ReconcileReport:
     """Scan, classify, (repair), record: one sync."""
     bound = log.bind(sync=target.name, index=target.index_name)
-    started = _db_now(conn)
+    started = _db_now(db)
     report = ReconcileReport(sync=target.name, index=target.index_name, index_arn=target.index_arn,
                              embedding_version=target.embedding_version, applied=options.apply,
                              started_at=started, segments=options.segments)
-    run_id = _record_start(conn, report)
+    run_id = db.value("reconcile_started", {"sync": target.name, "started_at": started, "applied": options.apply})
     locked = False
     try:
         if target.problem:
             raise ReconcileError(target.problem)
-        locked = _lock(conn, target.name)
-        _scan_and_classify(conn, target, client, options, report, progress)
+        locked = _lock(db, target.name)
+        _scan_and_classify(db, target, client, options, report, progress)
         if options.apply:
-            _repair(conn, target, client, options, report)
-    except (psycopg.Error, BotoCoreError, ClientError, S3vlError) as exc:
+            _repair(db, target, client, options, report)
+    except (BotoCoreError, ClientError, S3vlError) as exc:
         report.error = f"{type(exc).__name__}: {str(exc).strip()}"
         bound.error("reconcile.failed", error=report.error)
     finally:
         if locked:
-            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_LOCK_PREFIX + target.name,))
-    report.finished_at = _db_now(conn)
-    _record_finish(conn, run_id, report)
+            db.execute("reconcile_unlock", {"sync": target.name})
+    report.finished_at = _db_now(db)
+    db.execute("reconcile_finished", {"id": run_id, "finished_at": report.finished_at,
+                                      "report": json.dumps(report.to_dict(), default=str)})
     _observe(report)
     bound.info("reconcile.done", applied=options.apply, vectors=report.index_vectors,
                **{name: r.count for name, r in report.categories.items()},
@@ -218,54 +185,31 @@ def reconcile_one(
     return report
 
 
-_LOCK_PREFIX = "s3vl.reconcile:"
-
-
-def _lock(conn: psycopg.Connection[Any], sync: str) -> bool:
+def _lock(db: Database, sync: str) -> bool:
     """One reconcile per sync at a time (a session advisory lock, released at the end or on disconnect)."""
-    row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (_LOCK_PREFIX + sync,)).fetchone()
-    if not (row and row[0]):
+    if not db.value("reconcile_lock", {"sync": sync}):
         raise ReconcileError(f"another reconcile of sync {sync!r} is running; try again when it has finished")
     return True
 
 
-def _record_start(conn: psycopg.Connection[Any], report: ReconcileReport) -> int:
-    row = conn.execute(
-        "INSERT INTO s3vl.reconcile_runs (sync_name, started_at, applied) VALUES (%s, %s, %s) RETURNING id",
-        (report.sync, report.started_at, report.applied),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def _record_finish(conn: psycopg.Connection[Any], run_id: int, report: ReconcileReport) -> None:
-    conn.execute("UPDATE s3vl.reconcile_runs SET finished_at = %s, report = %s WHERE id = %s",
-                 (report.finished_at, Jsonb(report.to_dict()), run_id))
-
-
 def _scan_and_classify(
-    conn: psycopg.Connection[Any],
+    db: Database,
     target: classify.SyncTarget,
     client: Any,
     options: ReconcileOptions,
     report: ReconcileReport,
     progress: ProgressFactory | None,
 ) -> None:
-    expected = conn.execute("SELECT sum(chunk_count)::bigint FROM s3vl.sync_state WHERE sync_name = %s",
-                            (target.name,)).fetchone()
-    advance = progress(target.name, int(expected[0]) if expected and expected[0] else None) if progress else None
-    table = create_scan_table(conn)
+    expected = db.value("reconcile_expected_vectors", {"sync": target.name})
+    advance = progress(target.name, int(expected) if expected else None) if progress else None
+    create_scan_table(db)
     lister = boto3_lister(client, target.index_arn, options.page_size)
-    stats = scan_into(conn, lister, table, options.segments, advance)
+    stats = scan_into(db, lister, options.segments, advance)
     report.index_vectors, report.pages, report.scan_seconds = stats.vectors, stats.pages, stats.seconds
 
     t0 = time.monotonic()
-    try:
-        expr = classify.load_expressions(conn, target.name)
-    except LookupError as exc:
-        raise ReconcileError(f"sync {target.name!r}: no key/hash expression") from exc
-    classify.build(conn, target, expr, table, report.started_at)
-    counts = classify.counts(conn, target.name, options.sample_size)
+    classify.build(db, target, report.started_at)
+    counts = classify.counts(db, target.name, options.sample_size)
     report.categories = counts.categories
     report.source_rows, report.state_rows = counts.source_rows, counts.state_rows
     report.classify_seconds = time.monotonic() - t0
@@ -274,7 +218,7 @@ def _scan_and_classify(
 
 
 def _repair(
-    conn: psycopg.Connection[Any],
+    db: Database,
     target: classify.SyncTarget,
     client: Any,
     options: ReconcileOptions,
@@ -290,17 +234,14 @@ def _repair(
                     share=round(decision.share, 4), limit=decision.limit)
         return
     t0 = time.monotonic()
-    params = {"sync": target.name, "since": report.started_at}
     # 1. state rows describe the index (so the worker's diff re-embeds exactly what is needed)
-    with conn.transaction():
-        fixed = conn.execute(classify.FIX_STATE_DELETE, params).rowcount
-        fixed += conn.execute(classify.FIX_STATE_UPSERT, params).rowcount
+    fixed = _fix_state(db, target, report.started_at, report.category(Category.STATE_DRIFT).count)
     report.category(Category.STATE_DRIFT).repaired = fixed
     # 2. orphans go, then the state rows of their deleted source rows
-    report.category(Category.ORPHANED).repaired = _delete_orphans(conn, target, client, report.started_at)
+    report.category(Category.ORPHANED).repaired = _delete_orphans(db, target, client, report.started_at)
     # 3. missing and stale keys are queued for the worker (stale ones at most max_reembed per run)
     #    (keys already pending in the outbox count as repaired: the worker has them)
-    missing, stale = _enqueue(conn, target, options.max_reembed)
+    missing, stale = _enqueue(db, target, options.max_reembed)
     for cat, enqueued in ((Category.MISSING, missing), (Category.STALE, stale)):
         result = report.category(cat)
         result.repaired = min(result.count, enqueued + result.queued)
@@ -311,14 +252,19 @@ def _repair(
              enqueued_stale=stale, deferred_stale=report.deferred_stale)
 
 
-def _delete_orphans(
-    conn: psycopg.Connection[Any], target: classify.SyncTarget, client: Any, since: datetime
-) -> int:
+def _fix_state(db: Database, target: classify.SyncTarget, since: datetime, drift: int) -> int:
+    db.execute("fix_work")
+    fixed = 0
+    for start in range(0, drift, FIX_ROWS):
+        fixed += int(db.value("fix_batch", {"sync": target.name, "since": since, "start": start,
+                                            "end": start + FIX_ROWS}) or 0)
+    return fixed
+
+
+def _delete_orphans(db: Database, target: classify.SyncTarget, client: Any, since: datetime) -> int:
     params = {"sync": target.name, "since": since}
-    conn.execute("DROP TABLE IF EXISTS pg_temp.s3vl_rc_work")
-    conn.execute(classify.ORPHAN_WORK, params)
-    row = conn.execute("SELECT count(*) FROM s3vl_rc_work").fetchone()
-    total = int(row[0]) if row else 0
+    db.execute("orphan_work", params)
+    total = int(db.value("orphan_count") or 0)
     deleted = 0
     store = VectorStore(client, target.index_arn)  # retries, write rate limits, <= 500 keys a call
 
@@ -333,24 +279,22 @@ def _delete_orphans(
         with ThreadPoolExecutor(DELETE_PARALLELISM, thread_name_prefix="s3vl-delete") as pool:
             in_flight: list[Future[int]] = []
             for start in range(0, total, DELETE_BATCH):
-                keys = [str(r[0]) for r in conn.execute(classify.ORPHAN_BATCH, (start, start + DELETE_BATCH))]
+                keys = [str(r["key"]) for r in db.all("orphan_batch", {"start": start, "end": start + DELETE_BATCH})]
                 in_flight.append(pool.submit(delete, keys))
                 if len(in_flight) >= DELETE_PARALLELISM:
                     deleted += in_flight.pop(0).result()
             for fut in in_flight:
                 deleted += fut.result()
     finally:
-        conn.execute(classify.ORPHAN_STATE_CLEANUP, {**params, "done": deleted})
+        db.execute("orphan_forget", {**params, "done": deleted})
     return deleted
 
 
-def _enqueue(conn: psycopg.Connection[Any], target: classify.SyncTarget, max_reembed: int | None) -> tuple[int, int]:
-    conn.execute("DROP TABLE IF EXISTS pg_temp.s3vl_rc_enqueue")
-    conn.execute(classify.ENQUEUE_WORK, {"sync": target.name, "max_stale": max_reembed})
-    row = conn.execute("SELECT count(*), count(*) FILTER (WHERE stale) FROM s3vl_rc_enqueue").fetchone()
+def _enqueue(db: Database, target: classify.SyncTarget, max_reembed: int | None) -> tuple[int, int]:
+    db.execute("enqueue_work", {"sync": target.name, "max_stale": max_reembed})
+    row = db.one("enqueue_count")
     assert row is not None
-    total, stale = int(row[0]), int(row[1])
-    for start in range(0, total, ENQUEUE_BATCH):
-        end = start + ENQUEUE_BATCH
-        conn.execute(classify.ENQUEUE_BATCH, (target.name, start, end, start, end))
+    total, stale = int(row["total"]), int(row["stale"])
+    for start in range(0, total, ENQUEUE_KEYS):
+        db.execute("enqueue_batch", {"sync": target.name, "start": start, "end": start + ENQUEUE_KEYS})
     return total - stale, stale

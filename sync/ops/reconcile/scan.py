@@ -6,8 +6,9 @@ thread that owns the database connection, which streams them into the table with
 any moment Python holds at most ``queue_pages + segments`` pages (of <= 1000 vectors), whatever
 the size of the index; the listing itself lives in PostgreSQL, where SQL joins it with the source.
 
-A temporary table is per session, so it needs exactly one writer connection; the HTTP calls are
-the slow part and run in parallel. Any error in any segment stops every segment and is raised.
+A temporary table is per session, so it needs exactly one writer connection (the run's
+:class:`Database`); the HTTP calls are the slow part and run in parallel. Any error in any segment
+stops every segment and is raised.
 """
 
 from __future__ import annotations
@@ -20,20 +21,17 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import psycopg
 import structlog
-from psycopg import sql
 
 from sync.aws.retry import RetryPolicy
+from sync.db.connection import Database
+from sync.db.queries import query
 
 log = structlog.get_logger(__name__)
 
 #: ListVectors limits (botocore service model): segmentCount 1..16, maxResults 1..1000.
 MAX_SEGMENTS = 16
 MAX_PAGE_SIZE = 1000
-
-#: The columns of the scan table, in COPY order.
-SCAN_COLUMNS = ("key", "sid", "ev", "hash", "chunk", "seg")
 
 #: One listed vector: key, s3vl_id, s3vl_ev, s3vl_hash, s3vl_chunk, segment.
 ScanRow = tuple[str, str | None, str | None, str | None, int | None, int]
@@ -203,32 +201,21 @@ def iter_pages(
             t.join(timeout=5)
 
 
-def create_scan_table(conn: psycopg.Connection[Any], table: str = "s3vl_reconcile_scan") -> sql.Identifier:
-    """(Re)create the session's temporary scan table; returns its identifier.
-
-    Temporary: private to this session, never WAL-logged, gone when the connection closes.
-    """
-    ident = sql.Identifier(table)
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(ident))
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMPORARY TABLE {} (key text NOT NULL, sid text, ev text, hash text, chunk int, "
-            "seg smallint NOT NULL)"
-        ).format(ident)
-    )
-    return ident
+def create_scan_table(db: Database) -> None:
+    """(Re)create the session's temporary scan table ``s3vl_reconcile_scan``."""
+    db.execute("scan_drop")
+    db.execute("scan_create")
 
 
 def scan_into(
-    conn: psycopg.Connection[Any],
+    db: Database,
     lister: PageLister,
-    table: sql.Identifier,
     segments: int = MAX_SEGMENTS,
     progress: Callable[[int], None] | None = None,
     queue_pages: int = 32,
     rows_per_statement: int = 200_000,
 ) -> ScanStats:
-    """Stream every vector of the index into ``table`` with COPY; returns the scan's counts.
+    """Stream every vector of the index into the scan table with COPY; returns the scan's counts.
 
     ``progress`` is called with the number of vectors of each page as it is written. The COPY
     is ended and restarted every ``rows_per_statement`` rows, so that (on an autocommit
@@ -237,18 +224,15 @@ def scan_into(
     """
     stats = ScanStats(segments=segments, per_segment=[0] * segments)
     started = time.monotonic()
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        table, sql.SQL(", ").join(sql.Identifier(c) for c in SCAN_COLUMNS)
-    )
     pages = iter_pages(lister, segments, queue_pages)
-    with contextlib.closing(pages), conn.cursor() as cur, contextlib.ExitStack() as stack:
-        copy: psycopg.Copy | None = None
+    with contextlib.closing(pages), db.cursor("reconcile scan") as cur, contextlib.ExitStack() as stack:
+        copy: Any = None  # the COPY in progress (psycopg's)
         in_statement = 0
         for segment, rows in pages:
             if not rows:
                 continue
             if copy is None:
-                copy = stack.enter_context(cur.copy(copy_sql))
+                copy = stack.enter_context(cur.copy(query("scan_copy")))
             for row in rows:
                 copy.write_row(row)
             in_statement += len(rows)
@@ -260,7 +244,7 @@ def scan_into(
             if in_statement >= rows_per_statement:
                 stack.close()  # ends this COPY (its transaction commits)
                 copy, in_statement = None, 0
-    conn.execute(sql.SQL("ANALYZE {}").format(table))
+    db.execute("scan_analyze")
     stats.seconds = time.monotonic() - started
     log.info("reconcile.scanned", vectors=stats.vectors, pages=stats.pages, segments=segments,
              seconds=round(stats.seconds, 2))

@@ -74,8 +74,8 @@ def test_backfill_command(env: SyncEnv) -> None:
     assert "backfill products: 30 key(s): 30 embedded" in out.stdout
     env.assert_converged()
     missing = s3vl(env, "backfill", "nope", "--no-progress")
-    assert missing.returncode == 1
-    assert "sync 'nope' does not exist" in missing.stderr
+    assert missing.returncode == 2
+    assert missing.stderr == "s3vl: error: no such sync: nope (SELECT name FROM s3vl.syncs lists them)\n"
 
 
 def test_worker_serves_metrics_and_stops_on_sigterm(env: SyncEnv) -> None:

@@ -9,6 +9,7 @@ import psycopg.sql
 import pytest
 
 from sync.datapath.capture import LogicalCapture
+from sync.db.connection import Database
 from tests.support.endpoint import EndpointHandle
 from tests.support.syncenv import SyncEnv, products_env
 
@@ -62,7 +63,7 @@ def test_logical_capture_end_to_end(env: SyncEnv) -> None:
     assert set(env.index()) == {"7"}
 
     # the slot is consumed: a poll with nothing new enqueues nothing
-    capture = LogicalCapture(env.db_url)
+    capture = LogicalCapture(Database(env.db_url))
     try:
         assert capture.poll().enqueued == 0
         # dropping the last logical sync drops the slot (it would hold WAL back)

@@ -31,8 +31,7 @@ import psycopg
 import pytest
 
 from sync.aws.retry import RetryPolicy
-from sync.datapath.worker import Worker, WorkerOptions
-from sync.errors import TransientAwsError
+from sync.datapath.worker import Worker, WorkerGaveUpError, WorkerOptions
 from tests.support.endpoint import DUMMY_KEY, REGION, EndpointHandle, running_endpoint
 from tests.support.paths import REPO
 from tests.support.pg import TestCluster, session_cluster
@@ -457,9 +456,10 @@ def test_response_cut_mid_body_is_transient(env: SyncEnv, tmp_path: Path) -> Non
     cut.start()
     try:
         options = WorkerOptions(batch_size=10, lease_seconds=30, poll_seconds=0.05, concurrency=1, region=REGION,
-                                endpoint_url=cut.url, policy=RetryPolicy(attempts=3, base=0.001, cap=0.01))
-        with pytest.raises(TransientAwsError, match="ResponseStreamingError after 3 attempts"):
-            Worker(env.db_url, options).run(once=True, max_errors_in_row=2)
+                                endpoint_url=cut.url, policy=RetryPolicy(attempts=3, base=0.001, cap=0.01),
+                                give_up_seconds=0.05)
+        with pytest.raises(WorkerGaveUpError, match="ResponseStreamingError after 3 attempts"):
+            Worker(env.db_url, options).run(once=True)
     finally:
         cut.sock.close()
     assert cut.requests >= 3  # retried

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sync.datapath.outbox import Outbox
+from sync.db.connection import Database
 from tests.support.endpoint import DUMMY_KEY, REGION, EndpointHandle
 from tests.support.paths import REPO
 from tests.support.syncenv import SyncEnv, bedrock_texts, products_env
@@ -122,8 +123,8 @@ def test_bad_rows_fail_alone_and_retry(db_url: str, endpoint: EndpointHandle) ->
     assert set(failed) == {"3", "4"}
     assert "filterable metadata" in failed["3"]
     assert "50000" in failed["4"]
-    status = Outbox(db_url).status()[0]
-    assert (status["failed"], status["pending"], status["synced_keys"]) == (2, 0, 8)
+    status = env.sql("SELECT failed, pending, synced_keys FROM s3vl.sync_status")[0]
+    assert status == (2, 0, 8)
     assert set(env.index()) == {str(i) for i in range(1, 11)} - {"3", "4"}
 
     # retry on demand: still bad, fails again after its attempts
@@ -138,11 +139,11 @@ def test_bad_rows_fail_alone_and_retry(db_url: str, endpoint: EndpointHandle) ->
 
 
 def test_lease_expiry_gives_keys_to_another_worker(env: SyncEnv) -> None:
-    dead = Outbox(env.db_url)
+    dead = Outbox(Database(env.db_url))
     lease = dead.lease("dead-worker", 100, 1.0)
     assert lease is not None
     assert len(lease.keys) == 20
-    assert Outbox(env.db_url).lease("other", 100, 1.0) is None  # all leased
+    assert Outbox(Database(env.db_url)).lease("other", 100, 1.0) is None  # all leased
     time.sleep(1.2)
     env.drain()
     env.assert_converged()
@@ -311,14 +312,27 @@ def _arn(db_url: str) -> str:
         return str(conn.execute("SELECT index_arn FROM s3vl.indexes WHERE name = 'products'").fetchone()[0])  # type: ignore[index]
 
 
-def test_index_gone_fails_the_batch_without_stopping_the_worker(db_url: str, endpoint: EndpointHandle) -> None:
+def test_index_gone_pauses_the_sync_and_charges_no_row(db_url: str, endpoint: EndpointHandle) -> None:
+    """A sync whose index is gone fails as a whole: it is paused with the error (no row is
+    charged an attempt), and it resumes, losing nothing, once the index is back."""
     env = products_env(db_url, endpoint, rows=5, max_attempts=2)
     bucket = env.index_arn.split("/")[1]
-    endpoint.client("s3vectors").delete_index(vectorBucketName=bucket, indexName="products")
+    s3v = endpoint.client("s3vectors")
+    s3v.delete_index(vectorBucketName=bucket, indexName="products")
+    worker = env.worker()
+    worker.run(once=True)
+    assert "NotFoundException" in worker.paused["products"]
+    paused = env.sql("SELECT paused_until IS NOT NULL, sync_error, pending, failed FROM s3vl.sync_status")[0]
+    assert paused[0]
+    assert "NotFoundException" in paused[1]
+    assert paused[2:] == (5, 0)
+    assert env.sql("SELECT max(attempts), count(leased_by) FROM s3vl.outbox")[0] == (0, 0)
+    s3v.create_index(vectorBucketName=bucket, indexName="products", dataType="float32", dimension=256,
+                     distanceMetric="cosine", metadataConfiguration={"nonFilterableMetadataKeys": ["s3vl_hash"]})
+    env.sql("SELECT s3vl.retry_failed('products')")  # resumes the paused sync now
     env.drain()
-    failures = env.sql("SELECT key, attempts, last_error FROM s3vl.sync_failures ORDER BY key")
-    assert len(failures) == 5
-    assert all(a == 2 and "NotFoundException" in e for _, a, e in failures)
+    env.assert_converged()
+    assert env.sql("SELECT paused_until, sync_error FROM s3vl.sync_status")[0] == (None, None)
 
 
 def test_text_expression_error_fails_that_row_only(db_url: str, endpoint: EndpointHandle) -> None:

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from sync.db import schema
-from sync.errors import SchemaError
+from sync.errors import DatabaseUnavailableError, SchemaError
 from tests.support.pg import TestCluster
 
 
@@ -92,7 +92,7 @@ def test_concurrent_installs_serialize(empty_db_url: str, tmp_path: Path) -> Non
 
 
 def test_unreachable_database_is_a_clear_error() -> None:
-    with pytest.raises(SchemaError, match="cannot connect to the database"):
+    with pytest.raises(DatabaseUnavailableError, match=r"^database unavailable: connection failed"):
         schema.install("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
 
 

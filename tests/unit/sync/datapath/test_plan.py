@@ -29,7 +29,7 @@ def _state(text: str, md: dict[str, object] | None = None, *, ev: str = "ev1", c
 
 
 def _kinds(sync: SyncDef, loaded: Loaded, keys: list[str]) -> dict[str, str]:
-    return {w.key: w.kind for w in diff(sync, [LeasedKey(k, 1, 0) for k in keys], loaded)}
+    return {w.key: w.kind for w in diff(sync, [LeasedKey(k, 1) for k in keys], loaded)}
 
 
 def test_diff_decides_each_case() -> None:
@@ -51,18 +51,18 @@ def test_diff_deletes_vanished_chunks_and_old_unchunked_key() -> None:
     sync = _sync(chunk_size=100, chunk_overlap=0)
     long_text = " ".join(["word"] * 60)  # about 300 characters -> several chunks
     loaded = Loaded(rows={"k": _row("short text")}, states={"k": _state(long_text, count=4, chunked=True)})
-    (w,) = diff(sync, [LeasedKey("k", 3, 0)], loaded)
+    (w,) = diff(sync, [LeasedKey("k", 3)], loaded)
     assert w.kind == "embed"
     assert w.new_keys == ["k#0"]
     assert w.delete_keys == ["k#1", "k#2", "k#3"]
     # switching chunking on: the unchunked vector goes
     loaded = Loaded(rows={"k": _row("short text")}, states={"k": _state("short text")})
-    (w,) = diff(sync, [LeasedKey("k", 1, 0)], loaded)
+    (w,) = diff(sync, [LeasedKey("k", 1)], loaded)
     assert (w.kind, w.new_keys, w.delete_keys) == ("embed", ["k#0"], ["k"])
 
 
 def test_diff_delete_without_state_touches_nothing() -> None:
-    (w,) = diff(_sync(), [LeasedKey("k", 1, 0)], Loaded())
+    (w,) = diff(_sync(), [LeasedKey("k", 1)], Loaded())
     assert (w.kind, w.delete_keys) == ("delete", [])
     r = result_of(_sync(), w)
     assert r.deleted
@@ -70,7 +70,7 @@ def test_diff_delete_without_state_touches_nothing() -> None:
 
 def test_result_records_state() -> None:
     sync = _sync()
-    (w,) = diff(sync, [LeasedKey("k", 5, 0)], Loaded(rows={"k": _row("hello", {"c": 1})}))
+    (w,) = diff(sync, [LeasedKey("k", 5)], Loaded(rows={"k": _row("hello", {"c": 1})}))
     r = result_of(sync, w)
     assert (r.key, r.version, r.deleted, r.content_hash, r.embedding_version, r.chunk_count, r.chunked) == (
         "k", 5, False, content_hash("hello"), "ev1", 1, False)
