@@ -241,6 +241,8 @@ def load_settings(flags: Mapping[str, str] | None = None, **overrides: object) -
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else ""
         message = first["msg"].removeprefix("Value error, ")
+        value = first.get("input")
+        shown = repr(str(value) if isinstance(value, Path) else value)
         if field in given and flags and field in flags:
-            raise ConfigError(f"invalid {flags[field]} {first.get('input')!r}: {message}") from None
-        raise ConfigError(f"invalid setting {_env_name(first['loc'])}={first.get('input')!r}: {message}") from None
+            raise ConfigError(f"invalid {flags[field]} {shown}: {message}") from None
+        raise ConfigError(f"invalid setting {_env_name(first['loc'])}={shown}: {message}") from None

@@ -30,7 +30,7 @@ MAX_LIST_RESULTS = 1_000  # S3 Vectors: ListVectors maxResults 1..1000
 MAX_KEY_LENGTH = 1_024  # S3 Vectors: vector key 1..1024 characters
 MAX_NEXT_TOKEN = 4_096  # S3 Vectors: nextToken 1..4096 characters
 MAX_FILTER_BYTES = 64 * 1024  # s3vl: a filter bigger than this is a mistake, not a query
-MAX_FILTER_DEPTH = 8
+MAX_FILTER_DEPTH = 8  # s3vl: filter objects nested in $and/$or (the SQL side checks the same)
 MAX_TEXT_CHARS = 50_000  # Bedrock Titan v2: inputText up to 50,000 characters
 MAX_QUERY_TEXT_CHARS = 1_024  # S3 Vectors: a queryTexts entry is 1..1024 characters
 MAX_SOURCE_IDS = 10_000  # s3vl: candidate source IDs for pre-filtering
@@ -141,7 +141,19 @@ def _scalar(value: Any) -> bool:
     )
 
 
+def _finite_numbers(value: Any, path: str) -> None:
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+            raise InvalidFilterError(f"{path}: numbers must be finite (within a double's range)")
+
+
 def _check_condition(key: str, cond: Any, path: str) -> None:
+    _finite_numbers(cond, path)
+    if isinstance(cond, dict):
+        for op, operand in cond.items():
+            _finite_numbers(operand, f"{path}.{op}")
+    if cond is None:
+        raise InvalidFilterError(f"{path}: null matches nothing; use {{\"$exists\": false}} for a missing key")
     if _scalar(cond):
         return  # {"category": "test"} is {"category": {"$eq": "test"}}
     if not isinstance(cond, dict) or not cond:
@@ -195,9 +207,9 @@ def metadata_filter(event: Mapping[str, Any]) -> dict[str, Any] | None:
     value = event.get("metadata_filter")
     if value is None:
         return None
+    _check_filter(value, "metadata_filter", 1)  # depth first: json.dumps recurses without a limit
     if len(json.dumps(value)) > MAX_FILTER_BYTES:
         raise InvalidFilterError(f"metadata_filter is larger than {MAX_FILTER_BYTES} bytes")
-    _check_filter(value, "metadata_filter", 1)
     assert isinstance(value, dict)
     return value
 

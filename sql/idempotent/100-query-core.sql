@@ -130,7 +130,7 @@ BEGIN
             PERFORM s3vl._raise('lambda_error', 'the query Lambda failed: ' || msg, det);
         ELSIF msg = 'invoke API failed' THEN
             det := coalesce(det, '');
-            IF det ~* 'RequestEntityTooLarge' THEN
+            IF det ~* '(RequestTooLargeException|RequestEntityTooLarge|must be smaller than)' THEN
                 PERFORM s3vl._raise('invalid_argument', 'the request is larger than Lambda accepts (6 MB)', det);
             ELSIF det ~* '(ResourceNotFound|Function not found)' THEN
                 PERFORM s3vl._raise('lambda_not_found', 'the query Lambda ' || cfg.lambda_arn || ' does not exist', det);

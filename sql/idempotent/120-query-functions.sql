@@ -44,6 +44,51 @@ BEGIN
 END
 $$;
 
+-- A metadata filter's shape, checked before the Lambda is called, so that what S3 Vectors would
+-- refuse fails at once with invalid_filter: not a JSON object, nested deeper than 8 filter
+-- objects (the query Lambda's MAX_FILTER_DEPTH: 17 JSON levels below the top), a null (a filter
+-- matches values; "key": {"$exists": false} matches their absence), or a number beyond a
+-- double's range. The Lambda checks the operators and operands themselves.
+CREATE OR REPLACE FUNCTION s3vl._check_filter(f jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF f IS NULL THEN
+        RETURN;
+    END IF;
+    IF jsonb_typeof(f) <> 'object' THEN
+        PERFORM s3vl._raise('invalid_filter', format('metadata_filter must be a JSON object, not %s', jsonb_typeof(f)));
+    END IF;
+    IF jsonb_path_exists(f, 'strict $.**{18 to last}') THEN
+        PERFORM s3vl._raise('invalid_filter', 'metadata_filter is nested too deep: at most 8 levels of $and / $or');
+    END IF;
+    IF jsonb_path_exists(f, 'strict $.** ? (@ == null)') THEN
+        PERFORM s3vl._raise('invalid_filter', 'metadata_filter holds a JSON null: a filter matches values',
+            'To match vectors without a key use {"key": {"$exists": false}}.');
+    END IF;
+    IF EXISTS (SELECT FROM jsonb_path_query(f, 'strict $.** ? (@.type() == "number")') AS n(v)
+               WHERE abs(n.v::text::numeric) > 1.7976931348623157e308) THEN
+        PERFORM s3vl._raise('invalid_filter', 'metadata_filter holds a number beyond a double''s range (about 1.8e308)');
+    END IF;
+END
+$$;
+
+-- A text array argument, one-dimensional (PostgreSQL's array functions refuse others).
+CREATE OR REPLACE FUNCTION s3vl._check_list(v text[], what text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF v IS NOT NULL AND array_ndims(v) > 1 THEN
+        PERFORM s3vl._raise('invalid_argument', format('%s must be a one-dimensional array, not %s-dimensional',
+                                                       what, array_ndims(v)));
+    END IF;
+END
+$$;
+
 -- The optional restriction to source IDs chosen in SQL (s3vl_id metadata + $in, or over-fetch).
 CREATE OR REPLACE FUNCTION s3vl._prefilter(source_ids text[], prefilter text, overfetch_factor integer)
 RETURNS jsonb
@@ -54,6 +99,7 @@ BEGIN
     IF source_ids IS NULL THEN
         RETURN '{}'::jsonb;
     END IF;
+    PERFORM s3vl._check_list(source_ids, 'source_ids');
     IF cardinality(source_ids) = 0 THEN
         PERFORM s3vl._raise('invalid_argument', 'source_ids is empty: no candidate can match',
             'pass NULL to query without a pre-filter');
@@ -99,6 +145,7 @@ DECLARE
 BEGIN
     PERFORM s3vl._check_vector(query_vector, idx);
     PERFORM s3vl._check_top_k(top_k);
+    PERFORM s3vl._check_filter(metadata_filter);
     result := s3vl._invoke('query_vectors', jsonb_strip_nulls(jsonb_build_object(
         'index_arn', idx.index_arn,
         'query_vector', to_jsonb(query_vector),
@@ -139,6 +186,7 @@ BEGIN
         PERFORM s3vl._raise('invalid_argument', 'query_text must not be empty');
     END IF;
     PERFORM s3vl._check_top_k(top_k);
+    PERFORM s3vl._check_filter(metadata_filter);
     result := s3vl._invoke('query_text', jsonb_strip_nulls(jsonb_build_object(
         'index_arn', idx.index_arn,
         'query_text', query_text,
@@ -170,6 +218,7 @@ BEGIN
         PERFORM s3vl._raise('invalid_argument', 'vector_id must not be empty');
     END IF;
     PERFORM s3vl._check_top_k(top_k);
+    PERFORM s3vl._check_filter(metadata_filter);
     result := s3vl._invoke('similar_to', jsonb_strip_nulls(jsonb_build_object(
         'index_arn', idx.index_arn, 'vector_id', key, 'top_k', top_k, 'metadata_filter', metadata_filter,
         'return_metadata', return_metadata, 'include_self', include_self)));
@@ -207,6 +256,7 @@ BEGIN
     IF vector_ids IS NULL OR cardinality(vector_ids) = 0 THEN
         PERFORM s3vl._raise('invalid_argument', 'vector_ids must be a non-empty array of keys');
     END IF;
+    PERFORM s3vl._check_list(vector_ids, 'vector_ids');
     IF cardinality(vector_ids) > 1000 THEN
         PERFORM s3vl._raise('invalid_argument', format('vector_ids has %s keys; at most 1000 per call', cardinality(vector_ids)));
     END IF;

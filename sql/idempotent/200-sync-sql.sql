@@ -178,14 +178,36 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION s3vl._finite(x numeric, what text)
+RETURNS double precision
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF x IS NOT NULL AND x NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)
+       AND abs(x) > 1.7976931348623157e308 THEN
+        RAISE EXCEPTION 'metadata column "%" is a number beyond a double''s range (about 1.8e308): S3 Vectors metadata numbers are doubles', what
+            USING ERRCODE = 'numeric_value_out_of_range',
+                  HINT = 'Leave the column out of metadata_columns, or cap its values.';
+    END IF;
+    RETURN s3vl._finite(x::double precision, what);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION s3vl._finite_array(x double precision[], what text)
 RETURNS double precision[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT CASE WHEN x IS NULL THEN NULL ELSE ARRAY(SELECT s3vl._finite(e, what) FROM unnest(x) AS e) END $$;
 
--- One metadata value as SQL over `alias`: numbers as finite doubles (numeric beyond a double's
--- range fails its cast with 'value out of range'), timestamps and dates as epoch seconds, the rest as is.
+CREATE OR REPLACE FUNCTION s3vl._finite_array(x numeric[], what text)
+RETURNS double precision[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN x IS NULL THEN NULL ELSE ARRAY(SELECT s3vl._finite(e, what) FROM unnest(x) AS e) END $$;
+
+-- One metadata value as SQL over `alias`: numbers as finite doubles, timestamps and dates as
+-- epoch seconds, the rest as is.
 CREATE OR REPLACE FUNCTION s3vl._metadata_value_sql(typ regtype, col text, alias text)
 RETURNS text
 LANGUAGE sql STABLE
@@ -194,9 +216,13 @@ AS $$
     SELECT CASE
         WHEN typ IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype)
             THEN format('s3vl._finite(pg_catalog.date_part(''epoch'', %I.%I), %L)', alias, col, col)
-        WHEN typ IN ('numeric'::regtype, 'float4'::regtype, 'float8'::regtype)
+        WHEN typ = 'numeric'::regtype
+            THEN format('s3vl._finite(%I.%I, %L)', alias, col, col)
+        WHEN typ IN ('float4'::regtype, 'float8'::regtype)
             THEN format('s3vl._finite((%I.%I)::pg_catalog.float8, %L)', alias, col, col)
-        WHEN typ IN ('numeric[]'::regtype, 'float4[]'::regtype, 'float8[]'::regtype)
+        WHEN typ = 'numeric[]'::regtype
+            THEN format('s3vl._finite_array(%I.%I, %L)', alias, col, col)
+        WHEN typ IN ('float4[]'::regtype, 'float8[]'::regtype)
             THEN format('s3vl._finite_array((%I.%I)::pg_catalog.float8[], %L)', alias, col, col)
         ELSE format('%I.%I', alias, col) END
 $$;

@@ -4,8 +4,8 @@
 -- read of its source table, where row-level security policies and user types may run code) are
 -- evaluated in two functions only, both SECURITY DEFINER and owned by the sync's declaring role:
 --
---   s3vl._rows_<sync>(keys text[])      the current rows of these keys: key, text, metadata, hash
---   s3vl._scan_<sync>(with_hash, after, max_rows)
+--   s3vl._gen_rows_<sync>(keys text[])  the current rows of these keys: key, text, metadata, hash
+--   s3vl._gen_scan_<sync>(with_hash, after, max_rows)
 --                                        every key of the source (with its content hash for
 --                                        reconcile), optionally one page in key order
 --
@@ -69,13 +69,13 @@ CREATE OR REPLACE FUNCTION s3vl._rows_function_name(sync_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT '_rows_' || sync_name $$;
+AS $$ SELECT '_gen_rows_' || sync_name $$;  -- no other s3vl function starts with _gen_
 
 CREATE OR REPLACE FUNCTION s3vl._scan_function_name(sync_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT '_scan_' || sync_name $$;
+AS $$ SELECT '_gen_scan_' || sync_name $$;
 
 -- The first statement of every generated function: stop unless it runs as the sync's owner.
 CREATE OR REPLACE FUNCTION s3vl._owner_guard_sql(s s3vl.syncs)
@@ -93,7 +93,7 @@ AS $$
         format('Declare it again as the role whose privileges its expressions should have: SELECT s3vl.alter_sync(%L, redeclare => true).', s.name))
 $$;
 
--- s3vl._rows_<sync>(keys): the current text, metadata and content hash of the rows with these keys
+-- s3vl._gen_rows_<sync>(keys): the current text, metadata and content hash of the rows with these keys
 -- (a key whose row is gone is absent). Static SQL: planned once per session, not per batch.
 CREATE OR REPLACE FUNCTION s3vl._rows_function_sql(s s3vl.syncs)
 RETURNS text
@@ -125,7 +125,7 @@ $b$,
             s.text_expression))
 $$;
 
--- s3vl._scan_<sync>(with_hash, after_key, max_rows): every key of the source; with_hash also
+-- s3vl._gen_scan_<sync>(with_hash, after_key, max_rows): every key of the source; with_hash also
 -- renders the text (rows whose text is blank have no vectors and are left out) and returns its
 -- content hash. With max_rows, one page in key order after after_key (NULL: from the start).
 CREATE OR REPLACE FUNCTION s3vl._scan_function_sql(s s3vl.syncs)
@@ -199,14 +199,13 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn regprocedure;
     by_owner record;
 BEGIN
     FOR by_owner IN
         SELECT p.proowner::regrole AS owner, array_agg(format('DROP FUNCTION %s', p.oid::regprocedure)) AS drops
         FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 's3vl'::regnamespace
-          AND p.proname IN (s3vl._rows_function_name(sync_name), s3vl._scan_function_name(sync_name))
+        WHERE p.oid IN (to_regprocedure(format('s3vl.%I(text[])', s3vl._rows_function_name(sync_name))),
+                        to_regprocedure(format('s3vl.%I(boolean, text, bigint)', s3vl._scan_function_name(sync_name))))
         GROUP BY p.proowner LOOP
         PERFORM s3vl._as_owner(by_owner.owner, by_owner.drops);
     END LOOP;

@@ -23,6 +23,7 @@ DECLARE
     view_oid oid;
     probe refcursor;
     err text;
+    denied text;
     text_type regtype;
     expr_cols text[];
 BEGIN
@@ -31,21 +32,25 @@ BEGIN
     END IF;
     BEGIN
         -- parsed as one query first (a cursor cannot hold two): nothing smuggled after a ';' ever
-        -- runs; and in a WHERE clause, where aggregates, window and set-returning functions are refused
+        -- runs; and in a WHERE clause, where aggregates, window and set-returning functions are
+        -- refused. What the caller may not read fails only as the cursor starts, once the whole
+        -- string parsed as that one query: it is reported below, after the subquery check.
         OPEN probe FOR EXECUTE format('SELECT 1 FROM ONLY %s AS t WHERE (%s) IS NOT NULL LIMIT 0', source, text_expression);
         CLOSE probe;
-        EXECUTE format('CREATE TEMPORARY VIEW %I AS SELECT (%s) AS e FROM ONLY %s AS t', view_name, text_expression, source);
     EXCEPTION WHEN invalid_cursor_definition THEN
         RAISE EXCEPTION 'text_expression must be one SQL expression over %', source
             USING ERRCODE = 'invalid_parameter_value';
+    WHEN insufficient_privilege THEN
+        GET STACKED DIAGNOSTICS denied = MESSAGE_TEXT;
     WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
               OR undefined_table OR grouping_error OR feature_not_supported OR invalid_text_representation
-              OR ambiguous_column OR wrong_object_type OR windowing_error OR insufficient_privilege THEN
+              OR ambiguous_column OR wrong_object_type OR windowing_error THEN
         GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
         RAISE EXCEPTION 'text_expression % is not valid over %: %', quote_literal(text_expression), source, err
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Write an expression over the table''s columns, e.g. name || ''. '' || coalesce(description, ''''); qualify functions outside pg_catalog.';
     END;
+    EXECUTE format('CREATE TEMPORARY VIEW %I AS SELECT (%s) AS e FROM ONLY %s AS t', view_name, text_expression, source);
     view_oid := ('pg_temp.' || quote_ident(view_name))::regclass::oid;
     SELECT a.atttypid::regtype INTO text_type FROM pg_catalog.pg_attribute a WHERE a.attrelid = view_oid AND a.attname = 'e';
     IF EXISTS (SELECT FROM pg_catalog.pg_rewrite r WHERE r.ev_class = view_oid AND r.ev_action::text LIKE '%{SUBLINK %') THEN
@@ -60,6 +65,11 @@ BEGIN
     JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND (a.attnum = d.refobjsubid OR (d.refobjsubid = 0 AND a.attnum > 0))
     WHERE r.ev_class = view_oid AND d.refobjid = source AND NOT a.attisdropped;
     EXECUTE format('DROP VIEW pg_temp.%I', view_name);
+    IF denied IS NOT NULL THEN
+        RAISE EXCEPTION 'text_expression % is not valid over %: %', quote_literal(text_expression), source, denied
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A sync''s expressions run with the privileges of the role that declares it: that role must be allowed to read what they read.';
+    END IF;
     IF (SELECT t.typcategory FROM pg_catalog.pg_type t WHERE t.oid = text_type) <> 'S' THEN
         RAISE EXCEPTION 'text_expression must be of type text, not %', text_type
             USING ERRCODE = 'datatype_mismatch', HINT = 'Cast it: (' || text_expression || ')::text';

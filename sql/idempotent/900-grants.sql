@@ -71,7 +71,8 @@ GRANT EXECUTE ON FUNCTION
     TO s3vl_admin;
 
 -- the owner of a sync's generated functions is one of its admins: what those functions call
-GRANT EXECUTE ON FUNCTION s3vl._finite(double precision, text), s3vl._finite_array(double precision[], text)
+GRANT EXECUTE ON FUNCTION s3vl._finite(double precision, text), s3vl._finite(numeric, text),
+    s3vl._finite_array(double precision[], text), s3vl._finite_array(numeric[], text)
     TO s3vl_admin, s3vl_worker;
 
 -- the worker: the queue protocol (sql/idempotent/240-sync-queue.sql), logical capture (which

@@ -18,18 +18,15 @@ if TYPE_CHECKING:
 
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.aws.retry import RetryPolicy
     from sync.ops.reconcile import report as reconcile_report
     from sync.ops.reconcile.run import ReconcileOptions, reconcile, write_metrics
 
-    if args.max_reembed is not None and args.max_reembed < 0:
-        raise ConfigError("--max-reembed must be 0 or more")
-    if args.max_delete_share is not None and not 0.0 <= args.max_delete_share <= 1.0:
-        raise ConfigError("--max-delete-share must be between 0 and 1 (0.10 = 10%)")
     options = ReconcileOptions(
-        apply=args.apply, force=args.force, max_reembed=args.max_reembed,
-        max_delete_share=args.max_delete_share if args.max_delete_share is not None
-        else settings.reconcile_max_delete_share,
-        segments=args.segments or settings.reconcile_segments, sample_size=settings.reconcile_sample_size,
+        apply=args.apply, force=args.force, max_reembed=settings.reconcile_max_reembed,
+        policy=RetryPolicy(max_seconds=settings.aws_retry_seconds),
+        max_delete_share=settings.reconcile_max_delete_share, segments=settings.reconcile_segments,
+        sample_size=settings.reconcile_sample_size,
     )
     url = database_url(args, settings)
     stderr = terminal.console(stderr=True)
@@ -38,8 +35,8 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
             reports = reconcile(url, options, args.sync or None, progress=bar)
     else:
         reports = reconcile(url, options, args.sync or None)
-    if args.metrics_file:
-        write_metrics(args.metrics_file)
+    if settings.reconcile_metrics_file:
+        write_metrics(settings.reconcile_metrics_file)
     if args.json:
         print(reconcile_report.to_json(reports))
     else:
@@ -69,12 +66,15 @@ def _add_reconcile_parser(sub: Subparsers) -> None:
     rec.add_argument("--apply", action="store_true", help="repair: delete orphans, enqueue missing/stale, fix state")
     rec.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     rec.add_argument("--force", action="store_true", help="allow deleting more than the safety limit")
-    rec.add_argument("--max-reembed", type=int, metavar="N", help="enqueue at most N stale keys per sync this run")
-    rec.add_argument("--max-delete-share", type=float, metavar="F",
+    rec.add_argument("--max-reembed", dest="reconcile_max_reembed", type=int, metavar="N",
+                     help="enqueue at most N stale keys per sync this run (S3VL_RECONCILE_MAX_REEMBED)")
+    rec.add_argument("--max-delete-share", dest="reconcile_max_delete_share", type=float, metavar="F",
                      help="safety limit as a share of the index (default S3VL_RECONCILE_MAX_DELETE_SHARE=0.10)")
     rec.add_argument("--sync", action="append", metavar="NAME", help="only this sync (repeatable; default all)")
-    rec.add_argument("--segments", type=int, choices=range(1, 17), metavar="1-16", help="parallel ListVectors segments")
-    rec.add_argument("--metrics-file", type=Path, help="write Prometheus metrics here (textfile collector)")
+    rec.add_argument("--segments", dest="reconcile_segments", type=int, metavar="1-16",
+                     help="parallel ListVectors segments (S3VL_RECONCILE_SEGMENTS, default 16)")
+    rec.add_argument("--metrics-file", dest="reconcile_metrics_file", type=Path, metavar="FILE",
+                     help="write Prometheus metrics here (textfile collector; S3VL_RECONCILE_METRICS_FILE)")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     rec.set_defaults(handler=_reconcile)
 

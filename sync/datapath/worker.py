@@ -5,8 +5,9 @@
 * Transient trouble (AWS throttling or 5xx that outlast the retries, a lost database
   connection) gives the batch back (its lease is released; no attempt is counted) and the loop
   backs off, logging ``worker.backoff`` each time and reporting it in the ``s3vl_worker_up``
-  gauge. The long-running worker keeps trying; ``--once`` gives up after ``give_up_seconds`` of
-  consecutive failures and reports the last error (:class:`WorkerGaveUpError`).
+  gauge. The long-running worker keeps trying (a refusal too: a missing grant may be granted);
+  ``--once`` gives up after ``give_up_seconds`` of consecutive failures and reports the last
+  error (:class:`WorkerGaveUpError`), and stops at once on a refusal.
 * A sync that fails as a whole (its source is gone, a privilege was revoked, its index refuses
   every write, its model does not exist) is paused (``s3vl.pause_sync``, doubling from
   ``pause_seconds`` up to 15 minutes) and its batch given back: no row is charged an attempt, the
@@ -45,6 +46,7 @@ from sync.datapath.pipeline import BatchReport, Pipeline
 from sync.db.connection import Database
 from sync.errors import (
     DatabaseError,
+    DatabaseUnavailableError,
     EmbeddingError,
     S3vlError,
     SyncDefinitionError,
@@ -261,6 +263,8 @@ class Worker:
                     metrics.WORKER_ERRORS.labels(type(exc).__name__).inc()
                     log.warning("worker.backoff", error=str(exc), seconds=round(backoff, 2),
                                 failing_for=round(now - failing_since, 1))
+                    if once and not isinstance(exc, TransientAwsError | DatabaseUnavailableError):
+                        raise  # refused, not unreachable (a missing grant): waiting will not help
                     if once and now - failing_since >= self.options.give_up_seconds:
                         raise WorkerGaveUpError(f"gave up after {now - failing_since:.0f}s of failures: {exc}") from exc
                     self._sleep(backoff)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -25,6 +26,35 @@ from s3vl_local.stack import install_local_shims
 from sync.db import schema
 
 TEMPLATE = "s3vl_template"
+
+#: Logins holding exactly the grants README's security model documents for each job (roles are
+#: cluster-wide, so these exist once per test cluster):
+#: the admin who declares syncs and owns the application's tables, the worker (REPLICATION for
+#: logical capture), and a reader.
+ADMIN, WORKER, READER = "s3vl_test_admin", "s3vl_test_worker", "s3vl_test_reader"
+_LOGINS = f"""
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ADMIN}') THEN
+        CREATE ROLE {ADMIN} LOGIN IN ROLE s3vl_admin;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{WORKER}') THEN
+        CREATE ROLE {WORKER} LOGIN REPLICATION IN ROLE s3vl_worker;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
+        CREATE ROLE {READER} LOGIN IN ROLE s3vl_reader;
+    END IF;
+END
+$$;
+-- the application's schema: its owner (here the admin) creates the tables it syncs
+GRANT CREATE ON SCHEMA public TO {ADMIN};
+"""
+
+
+def as_login(url: str, role: str) -> str:
+    """The same database URL for another login (the test cluster trusts loopback)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
 
 
 @dataclass
@@ -56,6 +86,8 @@ class TestCluster:
         url = self.url_for(TEMPLATE)
         install_local_shims(url)
         schema.install(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(_LOGINS)
         self._template_ready = True
 
     def create_database(self, *, installed: bool = True, settings: dict[str, str] | None = None) -> str:

@@ -1,6 +1,10 @@
 """Helpers for the sync worker's integration tests: an index on the local endpoint registered in a
 test database, a products table with a sync, a worker bound to the endpoint, and the two views
-to compare at the end (what the source says the index must hold, and what the index holds)."""
+to compare at the end (what the source says the index must hold, and what the index holds).
+
+Roles as in production (tests/support/pg.py): the products table belongs to the admin login,
+which declares the sync, and workers log in as the worker login; ``sql`` is the superuser's, for
+setting up and inspecting."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import psycopg
 from sync.aws.retry import RetryPolicy
 from sync.datapath.worker import Worker, WorkerOptions
 from tests.support.endpoint import REGION, EndpointHandle
+from tests.support.pg import ADMIN, WORKER, as_login
 
 DIMS = 256
 MODEL = "amazon.titan-embed-text-v2:0"
@@ -25,10 +30,21 @@ class SyncEnv:
     index_arn: str
     sync: str = "products"
 
-    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.db_url, autocommit=True) as conn:
+    @property
+    def admin_url(self) -> str:
+        return as_login(self.db_url, ADMIN)
+
+    @property
+    def worker_url(self) -> str:
+        return as_login(self.db_url, WORKER)
+
+    def sql(self, query: str, params: Any = None, *, url: str | None = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url or self.db_url, autocommit=True) as conn:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
+
+    def admin_sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        return self.sql(query, params, url=self.admin_url)
 
     def worker(self, worker_id: str | None = None, **options: Any) -> Worker:
         opts = WorkerOptions(batch_size=options.pop("batch_size", 50), lease_seconds=options.pop("lease_seconds", 30),
@@ -38,7 +54,7 @@ class SyncEnv:
                              policy=options.pop("policy", RetryPolicy(attempts=6, max_seconds=20, base=0.01, cap=0.2)),
                              give_up_seconds=options.pop("give_up_seconds", 20.0),
                              **options)
-        return Worker(self.db_url, opts, worker_id=worker_id)
+        return Worker(self.worker_url, opts, worker_id=worker_id)
 
     def drain(self, **options: Any) -> None:
         self.worker(**options).run(once=True)
@@ -118,16 +134,16 @@ def products_env(db_url: str, endpoint: EndpointHandle, rows: int = 20, **sync_a
     arn = make_index(endpoint)
     register(db_url, "products", arn)
     env = SyncEnv(db_url, endpoint, arn)
-    env.sql(PRODUCTS_DDL)
+    env.admin_sql(PRODUCTS_DDL)
     if rows:
-        env.sql("INSERT INTO products (id, name, description, category, price) "
-                "SELECT g, 'product ' || g, 'a fine thing number ' || g, 'cat' || (g %% 3), g * 1.5 "
-                "FROM generate_series(1, %s) g", (rows,))
+        env.admin_sql("INSERT INTO products (id, name, description, category, price) "
+                      "SELECT g, 'product ' || g, 'a fine thing number ' || g, 'cat' || (g %% 3), g * 1.5 "
+                      "FROM generate_series(1, %s) g", (rows,))
     args = {"metadata_columns": ["category", "price", "in_stock"], **sync_args}
     names = ", ".join(f"{k} => %({k})s" for k in args)
-    env.sql("SELECT s3vl.create_sync(name => 'products', source => 'public.products', index_name => 'products', "
-            "text_expression => $$name || '. ' || coalesce(description, '')$$, dimensions => 256"
-            + (", " + names if names else "") + ")", args)
+    env.admin_sql("SELECT s3vl.create_sync(name => 'products', source => 'public.products', "
+                  "index_name => 'products', text_expression => $$name || '. ' || coalesce(description, '')$$, "
+                  "dimensions => 256" + (", " + names if names else "") + ")", args)
     return env
 
 

@@ -198,6 +198,9 @@ def render(reports: list[ReconcileReport], console: Console, sample_size: int = 
     """The human report: one table per sync, then a line saying what to do next."""
     for r in reports:
         mode = "apply" if r.applied else "dry run"
+        if r.error:  # nothing was counted: a table of zeros would read as "clean"
+            console.print(f"reconcile {r.sync} -> {r.index} ({mode}) [red]failed[/red]: {r.error}")
+            continue
         title = f"reconcile {r.sync} -> {r.index} ({mode})"
         table = Table(title=title, title_justify="left")
         table.add_column("category")
@@ -216,13 +219,11 @@ def render(reports: list[ReconcileReport], console: Console, sample_size: int = 
             f"segments {r.segments}  pages {r.pages}  scan {r.scan_seconds:.1f}s  "
             f"classify {r.classify_seconds:.1f}s" + (f"  repair {r.repair_seconds:.1f}s" if r.applied else "")
         )
-        if r.error:
-            console.print(f"[red]error:[/red] {r.error}")
-        elif r.refused:
+        if r.refused:
             console.print(f"[red]refused:[/red] {r.refused}")
         elif r.deferred_stale:
             console.print(f"{r.deferred_stale} stale keys deferred to the next run (--max-reembed)")
-        if not r.applied and r.drift and not r.error:
+        if not r.applied and r.drift:
             console.print("dry run: nothing changed; re-run with --apply to repair")
 
 

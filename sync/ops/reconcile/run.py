@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from sync.aws import clients
+from sync.aws.retry import RetryPolicy
 from sync.aws.s3vectors import VectorStore
 from sync.db.connection import Database
 from sync.errors import ReconcileError, S3vlError, UnknownSyncError
@@ -57,6 +58,8 @@ ProgressFactory = Callable[[str, int | None], Callable[[int], None] | None]
 @dataclass(frozen=True)
 class ReconcileOptions:
     apply: bool = False
+    #: how AWS calls are retried (throttling, 5xx, connection errors) before a run fails
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
     force: bool = False
     max_reembed: int | None = None
     max_delete_share: float = 0.10
@@ -203,7 +206,7 @@ def _scan_and_classify(
     expected = db.value("reconcile_expected_vectors", {"sync": target.name})
     advance = progress(target.name, int(expected) if expected else None) if progress else None
     create_scan_table(db)
-    lister = boto3_lister(client, target.index_arn, options.page_size)
+    lister = boto3_lister(client, target.index_arn, options.page_size, options.policy)
     stats = scan_into(db, lister, options.segments, advance)
     report.index_vectors, report.pages, report.scan_seconds = stats.vectors, stats.pages, stats.seconds
 
@@ -238,7 +241,8 @@ def _repair(
     fixed = _fix_state(db, target, report.started_at, report.category(Category.STATE_DRIFT).count)
     report.category(Category.STATE_DRIFT).repaired = fixed
     # 2. orphans go, then the state rows of their deleted source rows
-    report.category(Category.ORPHANED).repaired = _delete_orphans(db, target, client, report.started_at)
+    report.category(Category.ORPHANED).repaired = _delete_orphans(db, target, client, report.started_at,
+                                                                  options.policy)
     # 3. missing and stale keys are queued for the worker (stale ones at most max_reembed per run)
     #    (keys already pending in the outbox count as repaired: the worker has them)
     missing, stale = _enqueue(db, target, options.max_reembed)
@@ -261,12 +265,13 @@ def _fix_state(db: Database, target: classify.SyncTarget, since: datetime, drift
     return fixed
 
 
-def _delete_orphans(db: Database, target: classify.SyncTarget, client: Any, since: datetime) -> int:
+def _delete_orphans(db: Database, target: classify.SyncTarget, client: Any, since: datetime,
+                    policy: RetryPolicy) -> int:
     params = {"sync": target.name, "since": since}
     db.execute("orphan_work", params)
     total = int(db.value("orphan_count") or 0)
     deleted = 0
-    store = VectorStore(client, target.index_arn)  # retries, write rate limits, <= 500 keys a call
+    store = VectorStore(client, target.index_arn, policy=policy)  # retries, write limits, <= 500 keys a call
 
     def delete(keys: list[str]) -> int:
         store.delete(keys)

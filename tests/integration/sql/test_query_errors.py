@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -123,6 +124,10 @@ def test_invalid_index_arn(conn: psycopg.Connection[Any]) -> None:
         f"SELECT s3vl.configure('{LAMBDA_ARN}', 'eu-west-1')",
         f"SELECT s3vl.configure('{LAMBDA_ARN}', 'us-west-2', 0)",
         "SELECT s3vl.register_index('1bad', 'arn:aws:s3vectors:us-west-2:000000000000:bucket/b-1/index/i-1')",
+        # two-dimensional arrays (PostgreSQL's array functions would say 0A000, not what is wrong)
+        "SELECT * FROM s3vl.query_vectors(ARRAY[[0.1, 0.2], [0.3, 0.4]]::float8[], 'test-index-5d')",
+        "SELECT * FROM s3vl.get_vectors(ARRAY[['vec_001', 'vec_002']], 'test-index-5d')",
+        f"SELECT * FROM s3vl.query_vectors({VEC}, 'test-index-5d', source_ids => ARRAY[['1', '2']])",
     ],
 )
 def test_invalid_arguments(conn: psycopg.Connection[Any], sql: str) -> None:
@@ -132,12 +137,41 @@ def test_invalid_arguments(conn: psycopg.Connection[Any], sql: str) -> None:
 @pytest.mark.parametrize(
     "flt",
     ['{"category": {"$like": "t%"}}', '{"$not": [{"category": "test"}]}', '{"price": {"$in": []}}',
-     '{"$and": {"category": "test"}}', '"test"'],
+     '{"$and": {"category": "test"}}', '"test"',
+     # refused by SQL before any call: beyond a double, too deep, a null
+     '{"price": {"$lt": 1e400}}', '{"price": {"$in": [1, -1e309]}}',
+     "{\"$and\": [" * 9 + '{"a": 1}' + "]}" * 9, '{"category": null}', '{"category": {"$in": ["a", null]}}'],
 )
 def test_invalid_filters(conn: psycopg.Connection[Any], flt: str) -> None:
     err = expect(conn, f"SELECT * FROM s3vl.query_vectors({VEC}, 'test-index-5d', metadata_filter => %s::jsonb)",
                  "invalid_filter", (flt,))
     assert "metadata_filter" in err.diag.message_primary
+
+
+@pytest.mark.parametrize(("flt", "message"), [
+    ('{"price": {"$lt": 1e400}}', "a number beyond a double's range"),
+    ("{\"$and\": [" * 100 + '{"a": 1}' + "]}" * 100, "nested too deep: at most 8 levels"),
+    ('{"category": null}', "holds a JSON null"),
+])
+def test_filters_s3_vectors_would_refuse_fail_at_once_in_sql(ready: Walk, conn: psycopg.Connection[Any], flt: str,
+                                                             message: str) -> None:
+    """No Lambda call at all (issue 11: 26 s of retries, then service_unavailable)."""
+    before = ready.endpoint.admin.counters()["lambda"]["Invoke"]["requests"]
+    assert before > 0  # the set-up's calls were counted: a call now would be too
+    start = time.monotonic()
+    err = expect(conn, f"SELECT * FROM s3vl.query_vectors({VEC}, 'test-index-5d', metadata_filter => %s::jsonb)",
+                 "invalid_filter", (flt,))
+    assert message in err.diag.message_primary
+    assert time.monotonic() - start < 1.0
+    assert ready.endpoint.admin.counters()["lambda"]["Invoke"]["requests"] == before
+
+
+def test_a_request_larger_than_lambda_takes_is_an_invalid_argument(conn: psycopg.Connection[Any]) -> None:
+    """Lambda answers RequestTooLargeException (413) past 6 MB; issue 11 saw lambda_unreachable."""
+    ids = [f"id-{i:07d}-" + "x" * 40 for i in range(130_000)]
+    err = expect(conn, f"SELECT * FROM s3vl.query_vectors({VEC}, 'test-index-5d', source_ids => %s, "
+                 "prefilter => 'overfetch')", "invalid_argument", (ids,))
+    assert "larger than Lambda accepts" in err.diag.message_primary
 
 
 def test_dimension_mismatch_from_sql_and_from_s3_vectors(ready: Walk, conn: psycopg.Connection[Any]) -> None:

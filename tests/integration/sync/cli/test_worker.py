@@ -18,15 +18,16 @@ from tests.support.paths import REPO
 from tests.support.syncenv import SyncEnv, products_env
 
 
-def _env(env: SyncEnv) -> dict[str, str]:
-    return {**os.environ, "S3VL_DATABASE_URL": env.db_url, "AWS_ENDPOINT_URL": env.endpoint.url,
+def _env(env: SyncEnv, url: str | None = None) -> dict[str, str]:
+    return {**os.environ, "S3VL_DATABASE_URL": url or env.worker_url, "AWS_ENDPOINT_URL": env.endpoint.url,
             "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": DUMMY_KEY, "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
             "S3VL_LOG_FORMAT": "json", "S3VL_WORKER_RETRY_SECONDS": "0", "S3VL_WORKER_POLL_SECONDS": "0.1"}
 
 
-def s3vl(env: SyncEnv, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sync", *args], capture_output=True, text=True, env=_env(env),
-                          cwd=REPO, timeout=120, check=False)
+def s3vl(env: SyncEnv, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run s3vl as the worker login (or the login of ``url``)."""
+    return subprocess.run([sys.executable, "-m", "sync", *args], capture_output=True, text=True,
+                          env=_env(env, url), cwd=REPO, timeout=120, check=False)
 
 
 @pytest.fixture
@@ -44,13 +45,15 @@ def test_worker_once_status_retry(env: SyncEnv) -> None:
     fields = {"sync", "keys", "embedded", "metadata_only", "unchanged", "deleted", "failed", "seconds"}
     assert fields <= set(batch_logs[0])
 
-    status = s3vl(env, "status", "--json")
+    status = s3vl(env, "status", "--json", url=env.admin_url)
     assert status.returncode == 3  # a key is failed
     doc = json.loads(status.stdout)
     assert doc["syncs"][0]["failed"] == 1
     assert doc["syncs"][0]["synced_keys"] == 29
     assert doc["failures"][0]["key"] == "7"
-    assert "filterable metadata" in doc["failures"][0]["last_error"]
+    assert "filterable metadata" in doc["failures"][0]["last_error"]  # the admin may read products
+    as_worker = json.loads(s3vl(env, "status", "--json").stdout)   # the worker login may not
+    assert as_worker["failures"][0]["last_error"].startswith("(hidden: the error may quote values of public.products")
     human = s3vl(env, "status")
     assert "products" in human.stdout
     assert "failed keys" in human.stdout

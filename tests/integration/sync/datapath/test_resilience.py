@@ -74,7 +74,7 @@ class WorkerProcess:
     """``s3vl worker`` in a subprocess, its JSON logs in a file."""
 
     def __init__(self, env: SyncEnv, log: Path, *args: str, batch: int = 50, concurrency: int = 4) -> None:
-        child = {**os.environ, "S3VL_DATABASE_URL": env.db_url, "AWS_ENDPOINT_URL": env.endpoint.url,
+        child = {**os.environ, "S3VL_DATABASE_URL": env.worker_url, "AWS_ENDPOINT_URL": env.endpoint.url,
                  "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": DUMMY_KEY, "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
                  "S3VL_LOG_FORMAT": "json", "S3VL_WORKER_RETRY_SECONDS": "0", "S3VL_WORKER_POLL_SECONDS": "0.1",
                  "S3VL_WORKER_LEASE_SECONDS": str(LEASE_SECONDS), "S3VL_WORKER_BATCH_SIZE": str(batch),
@@ -459,7 +459,7 @@ def test_response_cut_mid_body_is_transient(env: SyncEnv, tmp_path: Path) -> Non
                                 endpoint_url=cut.url, policy=RetryPolicy(attempts=3, base=0.001, cap=0.01),
                                 give_up_seconds=0.05)
         with pytest.raises(WorkerGaveUpError, match="ResponseStreamingError after 3 attempts"):
-            Worker(env.db_url, options).run(once=True)
+            Worker(env.worker_url, options).run(once=True)
     finally:
         cut.sock.close()
     assert cut.requests >= 3  # retried

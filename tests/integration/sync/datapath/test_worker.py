@@ -347,3 +347,31 @@ def test_text_expression_error_fails_that_row_only(db_url: str, endpoint: Endpoi
     assert failed[0][0] == "3"
     assert "division by zero" in failed[0][1]
     assert set(env.index()) == {str(i) for i in range(1, 9)} - {"3"}
+
+
+def test_numbers_s3_vectors_refuses_fail_their_row_alone(db_url: str, endpoint: EndpointHandle) -> None:
+    """A metadata number S3 Vectors cannot store (beyond a double's range, NaN, an infinite
+    timestamp) used to reach PutVectors as 1e400 (a 5xx, the batch given back forever) or as the
+    string 'NaN'. Now that row fails alone, naming the column; the rest of the batch syncs, and
+    the row ends in failed after max_attempts."""
+    env = products_env(db_url, endpoint, rows=0)
+    env.admin_sql("SELECT s3vl.drop_sync('products')")
+    env.admin_sql("CREATE TABLE public.readings (id int PRIMARY KEY, label text, value numeric, score float8, "
+                  "taken timestamptz)")
+    env.admin_sql("INSERT INTO readings SELECT g, 'reading ' || g, g, g / 2.0, now() FROM generate_series(1, 6) g")
+    env.admin_sql("UPDATE readings SET value = 1e400 WHERE id = 2")
+    env.admin_sql("UPDATE readings SET score = 'NaN' WHERE id = 4")
+    env.admin_sql("UPDATE readings SET taken = 'infinity' WHERE id = 6")
+    env.admin_sql("SELECT s3vl.create_sync('products', 'public.readings', 'products', 'label', "
+                  "ARRAY['value', 'score', 'taken'], dimensions => 256, max_attempts => 2)")
+    env.drain()
+    env.drain()  # the second attempt: then failed
+    failures = dict(env.sql("SELECT key, last_error FROM s3vl.sync_failures ORDER BY key"))
+    assert set(failures) == {"2", "4", "6"}
+    assert "metadata column \"value\" is a number beyond a double's range" in failures["2"]
+    assert 'metadata column "score" is NaN: S3 Vectors metadata numbers must be finite' in failures["4"]
+    assert 'metadata column "taken" is Infinity' in failures["6"]
+    assert env.sql("SELECT DISTINCT attempts FROM s3vl.outbox")[0][0] == 2
+    index = env.index()
+    assert set(index) == {"1", "3", "5"}
+    assert index["3"]["value"] == 3

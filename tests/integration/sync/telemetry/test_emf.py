@@ -28,7 +28,7 @@ ECS = {"ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/test-task"}
 
 def _env(env: SyncEnv, **extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("S3VL_EMF") and k not in ECS}
-    return {**base, "S3VL_DATABASE_URL": env.db_url, "AWS_ENDPOINT_URL": env.endpoint.url,
+    return {**base, "S3VL_DATABASE_URL": env.worker_url, "AWS_ENDPOINT_URL": env.endpoint.url,
             "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": DUMMY_KEY, "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
             "S3VL_LOG_FORMAT": "json", "S3VL_WORKER_RETRY_SECONDS": "0", "S3VL_WORKER_POLL_SECONDS": "0.1", **extra}
 
@@ -170,7 +170,7 @@ def test_publisher_never_stops_the_worker(env: SyncEnv) -> None:
     from sync.datapath.worker import EmfPublisher
 
     out = io.StringIO()
-    pub = EmfPublisher(env.db_url, 60, stream=lambda: out)
+    pub = EmfPublisher(env.worker_url, 60, stream=lambda: out)
     pub.start()
     assert pub.lines == 1  # at start, synchronously
     pub.stop()
