@@ -1,5 +1,5 @@
 -- Query interface state: the Lambda configuration and the index registry.
--- (Functions, grants and comments on functions live in sql/idempotent/1xx-*.sql.)
+-- (Functions and comments on functions live in sql/idempotent/1xx-*.sql, grants in 900-grants.sql.)
 
 -- Which query Lambda the s3vl functions invoke (aws_lambda.invoke). One row at most.
 -- No credentials: Aurora invokes Lambda with the IAM role associated with the cluster.
@@ -15,7 +15,7 @@ CREATE TABLE s3vl.config (
 COMMENT ON TABLE s3vl.config IS 'The query Lambda s3vl invokes (set with s3vl.configure); at most one row.';
 COMMENT ON COLUMN s3vl.config.timeout_seconds IS 'Upper bound on one Lambda call (aws_lambda.request_timeout_ms during s3vl calls).';
 
--- Registered S3 Vectors indexes, addressed by a friendly name (contract: sync-contract.md).
+-- Registered S3 Vectors indexes, addressed by a friendly name (contract: docs/internals.md).
 -- dimension / distance_metric / searchable_keys come from GetIndex at registration;
 -- embedding_model is the Bedrock model that produced the vectors (query_text embeds with it).
 CREATE TABLE s3vl.indexes (

@@ -1,7 +1,7 @@
 -- The sync worker's state: sync definitions, the outbox of changed keys, the per-key state of
 -- what is in the index, and the reconcile results the status view shows.
--- Contract for other parts: /work/notes/sync-contract.md (kept in step with this file).
--- Functions, views and grants are in sql/idempotent/200-sync.sql.
+-- Contract for other parts: docs/internals.md (kept in step with this file).
+-- Functions and views are in sql/idempotent/2xx-sync-*.sql, grants in 900-grants.sql.
 
 -- One row per sync: which table feeds which registered index, and how rows become vectors.
 CREATE TABLE s3vl.syncs (
@@ -9,7 +9,7 @@ CREATE TABLE s3vl.syncs (
                       CHECK (name ~ '^[a-z_][a-z0-9_]{0,39}$'),
     source            regclass NOT NULL,
     key_columns       text[] NOT NULL CHECK (cardinality(key_columns) >= 1),
-    -- REFERENCES s3vl.indexes (name): added by sql/idempotent/200-sync.sql once the registry
+    -- REFERENCES s3vl.indexes (name): added by sql/idempotent/200-sync-sql.sql once the registry
     -- (sql/*/100-*.sql, the query interface) exists, so the two parts install in any state.
     index_name        text NOT NULL,
     text_expression   text NOT NULL,

@@ -3,8 +3,9 @@
 Two kinds of files, so that re-running an install is always safe (the pgai convention):
 
 * ``sql/incremental/NNN-name.sql`` create tables and other state. Each runs exactly once per
-  database and is recorded in ``s3vl.migrations`` with the SHA-256 of its body; a recorded file
-  whose body later changed is reported (write a new file instead of editing an applied one).
+  database and is recorded in ``s3vl.migrations`` with the SHA-256 of its statements (comment
+  lines and blank lines left out, so rewording a comment is not a change); a recorded file whose
+  statements later changed is reported (write a new file instead of editing an applied one).
 * ``sql/idempotent/NNN-name.sql`` hold functions, views and grants written with
   ``CREATE OR REPLACE``; they run on every install, so fixing a function is editing its file.
 
@@ -40,6 +41,14 @@ log = structlog.get_logger(__name__)
 SQL_DIR = Path(str(resources.files("sync") / "sql"))
 _LOCK_KEY = 0x53_33_56_4C  # "S3VL": the advisory lock every installer takes
 
+#: Whole-file checksums s3vl 0.1 recorded for incremental files whose comments changed since
+#: (their statements did not), so a 0.1 database's install does not report them as edited.
+_RECORDED_BY_0_1 = {
+    "incremental/100-query.sql": "4849eafaa0139404532a2c3713b37ec3b3b186970f8025cd41b992f576c0ac4a",
+    "incremental/200-sync.sql": "f320d4defc0f083c7135584d27cda649595bc9064681cfa5d50515c573ed577d",
+    "incremental/202-sync-outbox-no-fk.sql": "b41eb03bf9b90fa6b15235e515975aa1465f753967c42897a953a3ebde512477",
+}
+
 _BOOTSTRAP = """
 CREATE SCHEMA IF NOT EXISTS s3vl;
 CREATE TABLE IF NOT EXISTS s3vl.migrations (
@@ -69,7 +78,21 @@ class SqlFile:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.body.encode()).hexdigest()
+        """The checksum recorded for the file: of its statements, without comment-only lines."""
+        statements = "\n".join(
+            line.rstrip() for line in self.body.splitlines() if line.strip() and not line.lstrip().startswith("--")
+        )
+        return hashlib.sha256(statements.encode()).hexdigest()
+
+    def matches(self, recorded: str) -> bool:
+        """Whether a checksum in ``s3vl.migrations`` records this file's current statements.
+
+        s3vl 0.1 recorded the SHA-256 of the whole file, comments included: an unedited file
+        still has that checksum, and the files whose comments were reworded since then have
+        their 0.1 checksums in :data:`_RECORDED_BY_0_1`.
+        """
+        whole = hashlib.sha256(self.body.encode()).hexdigest()
+        return recorded in (self.sha256, whole) or _RECORDED_BY_0_1.get(self.name) == recorded
 
 
 @dataclass
@@ -126,7 +149,7 @@ def install(conninfo: str, sql_dir: Path = SQL_DIR) -> InstallReport:
         for f in sql_files("incremental", sql_dir):
             if f.name in recorded:
                 report.skipped.append(f.name)
-                if recorded[f.name] != f.sha256:
+                if not f.matches(recorded[f.name]):
                     report.changed.append(f.name)
                     log.warning(
                         "schema.migration_changed",

@@ -2,9 +2,9 @@
 
 Per sync, one straight line:
 
-    scan the index (ListVectors, 16 segments, COPY into a temp table)      reconcile_scan
-    -> classify in SQL (orphaned / missing / stale / state drift)           reconcile_classify
-    -> report (exact counts, sample keys)                                   reconcile_report
+    scan the index (ListVectors, 16 segments, COPY into a temp table)      scan.py
+    -> classify in SQL (orphaned / missing / stale / state drift)           classify.py
+    -> report (exact counts, sample keys)                                   report.py
     -> with --apply: safety limit -> fix state -> delete orphans -> enqueue
     -> record the run in s3vl.reconcile_runs (shown by s3vl.sync_status) and metrics.
 

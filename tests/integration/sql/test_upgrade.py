@@ -103,7 +103,9 @@ def upgraded(pg_cluster: TestCluster, tmp_path: Path) -> Iterator[str]:
             c.execute(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OLD_WORKER}') THEN "
                       f"CREATE ROLE {OLD_WORKER} LOGIN REPLICATION IN ROLE s3vl_admin; END IF; END $$")
             c.execute(f"GRANT SELECT ON products, notes TO {OLD_WORKER}")
-        schema.install(url)
+        report = schema.install(url)
+        assert report.changed == [], "the upgrade reports 0.1's migrations as edited"
+        assert report.applied == ["incremental/203-sync-trust.sql"]
         yield url
     finally:
         pg_cluster.drop_database(url)

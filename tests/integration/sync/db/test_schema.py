@@ -62,6 +62,16 @@ def test_edited_migration_is_reported_not_rerun(empty_db_url: str, tmp_path: Pat
     assert report.applied == []
 
 
+def test_reworded_comments_are_not_a_change(empty_db_url: str, tmp_path: Path) -> None:
+    sql_dir = _sql_dir(tmp_path, FILES)
+    schema.install(empty_db_url, sql_dir)
+    body = (sql_dir / "incremental/001-b.sql").read_text()
+    (sql_dir / "incremental/001-b.sql").write_text(f"-- why this file exists, reworded\n\n{body}\n  -- and a note\n")
+    report = schema.install(empty_db_url, sql_dir)
+    assert report.changed == []
+    assert report.skipped == ["incremental/000-a.sql", "incremental/001-b.sql"]
+
+
 def test_failure_rolls_back_everything(empty_db_url: str, tmp_path: Path) -> None:
     sql_dir = _sql_dir(tmp_path, {**FILES, "idempotent/001-bad.sql": "SELECT * FROM s3vl.no_such_table;"})
     with pytest.raises(
