@@ -9,12 +9,14 @@ than the Lambda being killed mid-request.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
@@ -43,22 +45,11 @@ from s3vl_query.errors import (
 
 T = TypeVar("T")
 
-THROTTLING_CODES = {
-    "ThrottlingException",
-    "TooManyRequestsException",
-    "SlowDown",
-    "RequestLimitExceeded",
-    "ProvisionedThroughputExceededException",
-}
-TRANSIENT_CODES = {
-    "ServiceUnavailableException",
-    "InternalServerException",
-    "InternalServerError",
-    "InternalFailure",
-    "ModelNotReadyException",
-    "ModelTimeoutException",
-    "RequestTimeout",
-}
+# One list with the sync worker's (sync/aws/retryable_codes.json links to this file). Any 429 or
+# 5xx is retried whatever its code; the lists name what arrives with another status.
+_CODES = json.loads((Path(__file__).parent / "retryable_codes.json").read_text(encoding="utf-8"))
+THROTTLING_CODES = frozenset(_CODES["throttling"])
+TRANSIENT_CODES = frozenset(_CODES["transient"])
 BASE_DELAY_S = 0.05
 MAX_DELAY_S = 2.0
 SAFETY_MARGIN_S = 0.25  # at least this much time is kept back to build and return the answer

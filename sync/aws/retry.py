@@ -13,9 +13,11 @@ that decides how often and how long to retry.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
+from importlib import resources
 from typing import TypeVar
 
 import structlog
@@ -29,14 +31,11 @@ from sync.errors import TransientAwsError
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-TRANSIENT_CODES = frozenset({
-    "ThrottlingException", "TooManyRequestsException", "ServiceUnavailableException",
-    "ServiceUnavailable", "InternalServerException", "InternalServerError", "InternalFailure",
-    "ModelTimeoutException", "ModelNotReadyException", "RequestTimeout", "RequestTimeoutException",
-    "SlowDown", "ServiceQuotaExceededException",
-})
-THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "SlowDown",
-                              "ServiceQuotaExceededException"})
+# One list with the query Lambda's (retryable_codes.json is a link to the Lambda's file). Any 429
+# or 5xx is retried whatever its code; the lists name what arrives with another status.
+_CODES = json.loads((resources.files("sync.aws") / "retryable_codes.json").read_text(encoding="utf-8"))
+THROTTLING_CODES = frozenset(_CODES["throttling"])
+TRANSIENT_CODES = THROTTLING_CODES | frozenset(_CODES["transient"])
 
 
 def error_code(exc: BaseException) -> str:

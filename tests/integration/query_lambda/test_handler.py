@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import handler
 import pytest
 
+import s3vl_query.aws as aws
 from s3vl_local.examples import walkthrough
 from tests.support.endpoint import EndpointHandle
-from tests.support.paths import REPO
-
-sys.path.insert(0, str(REPO / "lambda"))
-handler = importlib.import_module("handler")
-aws = importlib.import_module("s3vl_query.aws")
 
 
 @dataclass

@@ -3,8 +3,6 @@ where it really happens (SQL checks, the query Lambda, S3 Vectors, the Lambda AP
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,9 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
+import s3vl_query.errors as lambda_errors
 from s3vl_local.processes import free_port
 from tests.support.endpoint import LAMBDA_ARN
-from tests.support.paths import REPO
 from tests.support.pg import TestCluster
 from tests.support.queryenv import (
     Walk,
@@ -24,9 +22,6 @@ from tests.support.queryenv import (
     register_function,
     walk_fixture,  # noqa: F401 - fixture
 )
-
-sys.path.insert(0, str(REPO / "lambda"))
-lambda_errors = importlib.import_module("s3vl_query.errors")
 
 VEC = "ARRAY[0.1, 0.2, 0.3, 0.4, 0.5]"
 

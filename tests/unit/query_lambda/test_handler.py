@@ -6,30 +6,22 @@ request's parameters against the service model and returns the canned answers.
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import math
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import handler
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from tests.support.paths import REPO
-
-LAMBDA_DIR = REPO / "lambda"
-if str(LAMBDA_DIR) not in sys.path:
-    sys.path.insert(0, str(LAMBDA_DIR))
-
-handler = importlib.import_module("handler")
-aws = importlib.import_module("s3vl_query.aws")
-operations = importlib.import_module("s3vl_query.operations")
-errors = importlib.import_module("s3vl_query.errors")
+import s3vl_query.aws as aws
+import s3vl_query.errors as errors
+import s3vl_query.operations as operations
 
 ARN = "arn:aws:s3vectors:us-west-2:000000000000:bucket/demo-bucket/index/test-index-5d"
 
