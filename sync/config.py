@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         description="How long one AWS call is retried (throttling, 5xx, connection errors) before it fails.",
     )
 
-    # --- CloudWatch embedded metric format (sync/emf.py) ---------------------------------------
+    # --- CloudWatch embedded metric format (sync/telemetry/emf.py) -----------------------------
     emf: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Write the CloudWatch metrics (OutboxLagSeconds, FailedRows, ReconcileDrift) as EMF JSON "

@@ -78,6 +78,30 @@ BEGIN
 END
 $$;
 
+-- The columns a sync reads (keys, metadata, the text expression's), checked as its owner at
+-- declaration: its generated functions read them with that role's privileges, so a column the
+-- role may not SELECT is refused now, by name, instead of pausing the sync at its first batch.
+-- The owner is the login (session_user), as s3vl._declare_sync records it.
+CREATE OR REPLACE FUNCTION s3vl._check_readable(s s3vl.syncs)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    denied text;
+BEGIN
+    SELECT string_agg(c, ', ' ORDER BY c) INTO denied FROM pg_catalog.unnest(s.read_columns) AS c
+    WHERE NOT pg_catalog.has_column_privilege(s.owner, s.source, c, 'SELECT');
+    IF denied IS NOT NULL THEN
+        RAISE EXCEPTION 'role % may not read column(s) % of %: a sync reads its source with the privileges of the role that declares it',
+            s.owner, denied, s.source
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('GRANT SELECT (%s) ON %s TO %s, or have a role that may read them declare the sync.',
+                                denied, s.source, s.owner);
+    END IF;
+END
+$$;
+
 -- Everything about a definition but its text expression, checked and completed (key columns,
 -- read columns, dimensions, embedding version). Evaluates nothing the declarer controls.
 -- `expression_columns` are the source columns the text expression reads (s3vl._check_expression).
@@ -304,9 +328,10 @@ BEGIN
 END
 $$;
 
--- The definition, checked, with the owner it keeps: a change to what is evaluated (the text
--- expression, the metadata columns) or an explicit re-declaration makes the caller its owner;
--- any other change (a model, chunking, attempts) keeps the role whose SQL it runs.
+-- The definition, checked, with the owner it keeps: a change to what is evaluated or exposed
+-- (the text expression, the metadata columns, storing the text in the index) or an explicit
+-- re-declaration makes the caller its owner; any other change (a model, chunking, attempts, the
+-- index) keeps the role whose SQL it runs.
 CREATE OR REPLACE FUNCTION s3vl._alter_declared(s s3vl.syncs, expression_columns text[], redeclare boolean)
 RETURNS s3vl.syncs
 LANGUAGE plpgsql SECURITY DEFINER
@@ -318,6 +343,7 @@ BEGIN
     RETURN s3vl._store_sync(s, expression_columns,
         CASE WHEN redeclare OR s.text_expression IS DISTINCT FROM old.text_expression
                   OR s.metadata_columns IS DISTINCT FROM old.metadata_columns
+                  OR (s.store_text AND NOT old.store_text)
              THEN session_user::regrole ELSE old.owner END);
 END
 $$;
@@ -384,6 +410,7 @@ BEGIN
     s.max_attempts := create_sync.max_attempts;
     expression_columns := s3vl._check_expression(s.source, s.text_expression);
     s := s3vl._declare_sync(s, expression_columns);
+    PERFORM s3vl._check_readable(s);
     IF s.capture = 'trigger' THEN
         PERFORM s3vl._install_triggers(s);
     END IF;  -- 'logical': the worker's slot reader (s3vl.capture_logical) feeds the outbox
@@ -422,6 +449,7 @@ AS $$
 DECLARE
     old s3vl.syncs;
     s s3vl.syncs;
+    expression_columns text[];
 BEGIN
     SELECT * INTO old FROM s3vl.syncs x WHERE x.name = alter_sync.name;
     IF NOT FOUND THEN
@@ -439,7 +467,14 @@ BEGIN
     s.label := coalesce(alter_sync.label, s.label);
     s.max_attempts := coalesce(alter_sync.max_attempts, s.max_attempts);
     s.index_name := coalesce(alter_sync.index_name, s.index_name);
-    s := s3vl._alter_declared(s, s3vl._check_expression(s.source, s.text_expression), coalesce(redeclare, false));
+    IF alter_sync.text_expression IS NOT NULL OR alter_sync.metadata_columns IS NOT NULL
+       OR coalesce(alter_sync.store_text, false) OR coalesce(redeclare, false) THEN
+        expression_columns := s3vl._check_expression(s.source, s.text_expression);  -- as the caller: its next owner
+    ELSE
+        expression_columns := old.read_columns;  -- what it evaluates is unchanged, and so is its owner
+    END IF;
+    s := s3vl._alter_declared(s, expression_columns, coalesce(redeclare, false));
+    PERFORM s3vl._check_readable(s);
     IF s.embedding_version <> old.embedding_version OR s.metadata_columns <> old.metadata_columns
        OR s.store_text <> old.store_text OR s.index_name <> old.index_name THEN
         PERFORM s3vl.resync(s.name);

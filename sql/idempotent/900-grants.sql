@@ -60,7 +60,7 @@ GRANT EXECUTE ON FUNCTION
     s3vl.create_sync(text, regclass, text, text, text[], text, int, text, int, int, text[], boolean, boolean, text, int, boolean),
     s3vl.alter_sync(text, text, text[], text, int, int, int, boolean, text, int, text, boolean, boolean),
     s3vl.drop_sync(text, boolean),
-    s3vl._check_expression(regclass, text), s3vl._declare_sync(s3vl.syncs, text[]),
+    s3vl._check_expression(regclass, text), s3vl._check_readable(s3vl.syncs), s3vl._declare_sync(s3vl.syncs, text[]),
     s3vl._alter_declared(s3vl.syncs, text[], boolean), s3vl._undeclare_sync(text), s3vl._live_sync(text),
     s3vl._install_triggers(s3vl.syncs), s3vl._drop_triggers(s3vl.syncs), s3vl._capture_triggers(text),
     s3vl._capture_function_name(text),

@@ -12,6 +12,7 @@ become one line on stderr and the class's exit status; anything else is a bug, a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -73,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`s3vl install-sql --print | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
+        return 141  # 128 + SIGPIPE, as a shell reports a command ended by a closed pipe
     except Exception as exc:  # a bug: one line for the user, the traceback for the log
         structlog.get_logger(__name__).debug("cli.crashed", exc_info=True)
         print(f"s3vl: internal error: {type(exc).__name__}: {exc} (run with --log-level debug for the traceback)",

@@ -44,6 +44,21 @@ def add_database_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="PostgreSQL URL (default: S3VL_DATABASE_URL or the local stack)")
 
 
+def bounded(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
+    """An argparse ``type`` for a flag that is not a setting: a number from ``low`` to ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
 def print_json(value: object) -> None:
     print(json.dumps(value, indent=2, default=str))
 

@@ -11,7 +11,7 @@ import argparse
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from sync.cli.common import add_database_url, database_url, local_stack
+from sync.cli.common import add_database_url, bounded, database_url, local_stack
 from sync.config import Settings
 from sync.errors import ConfigError
 
@@ -73,7 +73,8 @@ def add_parsers(sub: Subparsers) -> None:
     dev_sub.add_parser("env", help='export lines for a shell: eval "$(s3vl dev env)"').set_defaults(handler=_dev_env)
 
     demo = sub.add_parser("demo", help="the whole thing locally: stack, 1,200 products, sync, SQL questions")
-    demo.add_argument("--products", type=int, default=1200, help="catalogue size (default 1200)")
+    demo.add_argument("--products", type=bounded(int, 10, 100_000), default=1200,
+                      help="catalogue size, 10-100000 (default 1200)")
     demo.add_argument("--embedder", choices=["minilm", "hash"], default="minilm",
                       help="local model behind Bedrock (default minilm: semantic)")
     demo.set_defaults(handler=_demo)

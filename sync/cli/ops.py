@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sync.cli import terminal
-from sync.cli.common import add_database_url, database_url, emf_on, print_json
+from sync.cli.common import add_database_url, bounded, database_url, emf_on, print_json
 from sync.config import Settings
 from sync.errors import ConfigError
 
@@ -119,8 +119,9 @@ def _add_reindex_parser(sub: Subparsers) -> None:
     )
     rx.add_argument("name", help="the sync")
     rx.add_argument("--model", help="the new Bedrock embedding model")
-    rx.add_argument("--dimensions", type=int, help="the new dimension")
-    rx.add_argument("--wait-seconds", type=float, default=3600.0, help="how long to wait for the backfill (0: no wait)")
+    rx.add_argument("--dimensions", type=bounded(int, 1, 4096), help="the new dimension (1-4096)")
+    rx.add_argument("--wait-seconds", type=bounded(float, 0, 7 * 86400), default=3600.0,
+                    help="how long to wait for the backfill (0: no wait; at most a week)")
     rx.add_argument("--drop-old", action="store_true", help="delete the old index after the switch")
     rx.add_argument("--abort", action="store_true", help="abandon a reindex in progress")
     rx.add_argument("--json", action="store_true", help="machine-readable result")

@@ -66,7 +66,8 @@ class LogicalCapture:
         result.changes, result.enqueued = int(out["changes"] or 0), int(out["enqueued"] or 0)
         if out["upto_lsn"] is not None:
             result.consumed = int(self.db.value("capture_consume", {"upto_lsn": out["upto_lsn"]}) or 0)
-            log.info("capture.polled", slot=slot, changes=result.changes, enqueued=result.enqueued)
+            log.info("capture.polled", slot=slot, changes=result.changes, enqueued=result.enqueued,
+                     consumed=result.consumed)
         return result
 
     def _create(self, slot: str) -> None:

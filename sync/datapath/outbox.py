@@ -22,6 +22,7 @@ from datetime import datetime
 from sync.datapath.definitions import SyncDef
 from sync.datapath.rows import Loaded, Row, State
 from sync.db.connection import Database
+from sync.db.connection import Row as DbRow
 from sync.errors import DatabaseError, DatabaseUnavailableError, SyncDefinitionError, UnknownSyncError
 
 
@@ -154,6 +155,10 @@ class Outbox:
 
     def resync(self, sync: str) -> int:
         return int(self.db.value("resync", {"sync": sync}) or 0)
+
+    def status(self) -> list[DbRow]:
+        """Every sync's row of ``s3vl.sync_status`` (the worker's gauges come from it)."""
+        return self.db.all("sync_status")
 
     def pending(self, sync: str | None = None) -> int:
         """Keys not yet applied (pending, including leased)."""

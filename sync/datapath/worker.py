@@ -296,7 +296,7 @@ class Worker:
     def _update_gauges(self) -> None:
         self._gauges_at = time.monotonic()
         try:
-            for s in self.outbox.db.all("sync_status"):
+            for s in self.outbox.status():
                 metrics.QUEUE_DEPTH.labels(s["sync_name"], "pending").set(s["pending"])
                 metrics.QUEUE_DEPTH.labels(s["sync_name"], "failed").set(s["failed"])
                 metrics.LAG_SECONDS.labels(s["sync_name"]).set(s["lag_seconds"] or 0.0)

@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
 from sync.db.queries import query
@@ -33,7 +32,6 @@ from sync.errors import DatabaseError, DatabaseUnavailableError, SchemaError
 CONNECT_TIMEOUT = 10
 
 Row = dict[str, Any]
-Query = str | sql.Composable
 
 
 def translate(exc: psycopg.Error, what: str = "") -> DatabaseError | SchemaError:

@@ -12,7 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 ROWS = Counter("s3vl_sync_rows_total", "Rows processed, by outcome "
                "(embedded, metadata_only, unchanged, deleted, failed)", ["sync", "outcome"])
 VECTORS = Counter("s3vl_sync_vectors_total", "Vectors written (put) or deleted", ["sync", "op"])
-BATCHES = Counter("s3vl_sync_batches_total", "Batches processed, by result (ok, transient, error)",
+BATCHES = Counter("s3vl_sync_batches_total", "Batches processed, by result (ok, paused, transient, abandoned)",
                   ["sync", "result"])
 BATCH_SECONDS = Histogram("s3vl_sync_batch_seconds", "Time to process one leased batch", ["sync"],
                           buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))

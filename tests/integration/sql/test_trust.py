@@ -26,6 +26,8 @@ ARN = "arn:aws:s3vectors:us-west-2:000000000000:bucket/bkt/index/{}"
 #: a worker login more privileged than any admin (CREATEROLE, SELECT on a table no admin reads):
 #: what s3vl must never lend to an admin's SQL
 PRIVILEGED_WORKER = "s3vl_test_priv_worker"
+#: another admin, who may read nothing of the first admin's tables until granted
+SECOND_ADMIN = "s3vl_test_admin2"
 
 
 def _roles(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
@@ -43,6 +45,9 @@ def su(db_url: str, pg_cluster: TestCluster) -> Iterator[psycopg.Connection[Any]
         c.execute(f"""DO $$ BEGIN
             IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PRIVILEGED_WORKER}') THEN
                 CREATE ROLE {PRIVILEGED_WORKER} LOGIN CREATEROLE IN ROLE s3vl_worker;
+            END IF;
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SECOND_ADMIN}') THEN
+                CREATE ROLE {SECOND_ADMIN} LOGIN IN ROLE s3vl_admin;
             END IF; END $$""")
         for name in ("products", "other", "tags"):
             c.execute("INSERT INTO s3vl.indexes (name, index_arn, region, account_id, bucket_name, index_name, "
@@ -196,6 +201,40 @@ def test_declaring_through_the_internal_function_still_records_the_caller(
                       " AND proname <> '_capture_sync_products'").fetchall() == [(ADMIN,)]
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         admin.execute("SELECT s3vl._store_sync(s, ARRAY['name'], 'postgres'::regrole) FROM s3vl.syncs s")
+
+
+def test_a_sync_declared_over_columns_its_declarer_cannot_read_is_refused(db_url: str, admin: psycopg.Connection[Any],
+                                                                          su: psycopg.Connection[Any]) -> None:
+    su.execute("CREATE TABLE public.staff (id int PRIMARY KEY, bio text, salary numeric)")
+    su.execute(f"GRANT SELECT (id, bio), TRIGGER ON public.staff TO {ADMIN}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                       match=f"role {ADMIN} may not read column\\(s\\) salary of public.staff") as err:
+        _create(admin, name="staff", source="public.staff", text_expression="bio", metadata_columns=["salary"])
+    assert err.value.diag.message_hint == (f"GRANT SELECT (salary) ON public.staff TO {ADMIN}, "
+                                           "or have a role that may read them declare the sync.")
+    _create(admin, name="staff", source="public.staff", text_expression="bio", metadata_columns=[])
+
+
+def test_another_admin_changing_what_a_sync_exposes_becomes_its_owner(db_url: str, admin: psycopg.Connection[Any],
+                                                                       su: psycopg.Connection[Any]) -> None:
+    """An admin cannot make another's sync copy more of a table into an index than its owner chose:
+    changing the text, the metadata or storing the text makes the caller the owner, checked as such."""
+    _create(admin)
+    with _login(db_url, SECOND_ADMIN) as other:
+        other.execute("SELECT s3vl.alter_sync('products', max_attempts => 3)")   # keeps the owner
+        assert other.execute("SELECT owner::text FROM s3vl.syncs").fetchone() == (ADMIN,)
+        for change in ("store_text => true", "metadata_columns => ARRAY['category']",
+                       "text_expression => 'name'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table products"):
+                other.execute(f"SELECT s3vl.alter_sync('products', {change})")
+        assert other.execute("SELECT owner::text, store_text FROM s3vl.syncs").fetchone() == (ADMIN, False)
+    admin.execute(f"GRANT SELECT ON products TO {SECOND_ADMIN}")
+    with _login(db_url, SECOND_ADMIN) as other:
+        other.execute("SELECT s3vl.alter_sync('products', store_text => true)")
+        assert other.execute("SELECT owner::text FROM s3vl.syncs").fetchone() == (SECOND_ADMIN,)
+        owners = other.execute("SELECT DISTINCT proowner::regrole::text FROM pg_proc "
+                               "WHERE proname IN ('_gen_rows_products', '_gen_scan_products')").fetchall()
+        assert owners == [(SECOND_ADMIN,)]
 
 
 # --- what readers see ------------------------------------------------------------------------------

@@ -66,6 +66,19 @@ def test_an_unknown_option_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert "the following arguments are required: COMMAND" in err
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["reindex", "products", "--dimensions", "0"], "argument --dimensions: 0 is out of range: give 1 to 4096"),
+    (["reindex", "products", "--dimensions", "x"], "argument --dimensions: 'x' is not a number"),
+    (["reindex", "products", "--wait-seconds", "-1"], "argument --wait-seconds: -1 is out of range: give 0 to 604800"),
+    (["demo", "--products", "5"], "argument --products: 5 is out of range: give 10 to 100000"),
+])
+def test_bad_numbers_in_other_flags_are_named(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                              message: str) -> None:
+    code, err = _run(capsys, *argv)
+    assert code == 2
+    assert message in err
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("S3VL_LOG_LEVEL=info\nthis is not a setting\n", "line 2: 'this is not a setting' is not KEY=value"),
     ("# settings\n\nS3VL_WORKR_BATCH_SIZE=5\n", "line 3: S3VL_WORKR_BATCH_SIZE is not an s3vl setting"),

@@ -67,7 +67,3 @@ def quota(message: str) -> AwsError:
 def throttled() -> AwsError:
     return AwsError(429, "TooManyRequestsException", "Rate exceeded")
 
-
-def unavailable() -> AwsError:
-    # The PutVectors API reference quotes this message for over-capacity requests.
-    return AwsError(503, "ServiceUnavailableException", "Currently unable to handle the request")
