@@ -57,17 +57,19 @@ class HashedEmbedder(LocalEmbedder):
     def embed(self, texts: Sequence[str], dimensions: int, *, normalize: bool = True) -> Embeddings:
         if dimensions <= 0:
             raise ValueError(f"dimensions must be positive, got {dimensions}")
-        out = np.zeros((len(texts), dimensions), dtype=np.float32)
+        # every (text, bucket, signed weight) of the batch, summed in one bincount
+        cells: list[int] = []
+        weights: list[float] = []
         for row, text in enumerate(texts):
-            feats = _features(text)
-            idx = np.empty(len(feats), dtype=np.int64)
-            val = np.empty(len(feats), dtype=np.float32)
-            for i, (feature, tf) in enumerate(feats.items()):
+            base = row * dimensions
+            for feature, tf in _features(text).items():
                 h = _feature_hash(feature)
                 weight = (1.0 + math.log(tf)) * (_BIGRAM_WEIGHT if " " in feature else 1.0)
-                idx[i] = h % dimensions
-                val[i] = weight if h >> 63 else -weight
-            np.add.at(out[row], idx, val)
+                cells.append(base + h % dimensions)
+                weights.append(weight if h >> 63 else -weight)
+        sums = np.bincount(np.asarray(cells, dtype=np.int64), weights=np.asarray(weights, dtype=np.float32),
+                           minlength=len(texts) * dimensions)
+        out = sums.reshape(len(texts), dimensions).astype(np.float32)
         vectors = l2_normalize(out) if normalize else out
         return Embeddings(vectors=vectors, token_counts=self.count_tokens(texts))
 

@@ -181,9 +181,10 @@ def _enum_list(path: str, value: Any, allowed: Sequence[str]) -> list[str]:
     return items
 
 
-def _floats(vector: FloatMatrix) -> list[float]:
-    values: list[float] = vector.astype(np.float64).tolist()
-    return values
+def _floats(vectors: FloatMatrix) -> FloatMatrix:
+    """Vectors as the response carries them: float32 arrays, written by orjson as the shortest
+    text of each float32 (as Bedrock's own float32 values; no Python float per element)."""
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 # --- Titan ---------------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ def _titan_v2(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
     text, tokens = _titan_text(spec, body, embedder)
     vector = embedder.embed([text], dimensions, normalize=normalize).vectors[0]
     floats = _floats(vector)
-    by_type: dict[str, list[Any]] = {}
+    by_type: dict[str, Any] = {}
     if "float" in types:
         by_type["float"] = floats
     if "binary" in types:
@@ -278,11 +279,11 @@ def _cohere_v3(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation
     )
     out: dict[str, Any] = {"id": str(uuid.uuid4()), "texts": list(texts)}
     if types is None:
-        out["embeddings"] = [_floats(v) for v in vectors]
+        out["embeddings"] = _floats(vectors)
         out["response_type"] = "embeddings_floats"
     else:
         out["embeddings"] = {
-            kind: ([_floats(v) for v in vectors] if kind == "float" else _quantized(vectors, kind)) for kind in types
+            kind: (_floats(vectors) if kind == "float" else _quantized(vectors, kind)) for kind in types
         }
         out["response_type"] = "embeddings_by_type"
     return Invocation(body=out, texts=len(texts), input_tokens=sum(counts))

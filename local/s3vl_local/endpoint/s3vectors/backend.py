@@ -84,7 +84,11 @@ def _compact(obj: Any) -> str:
 
 
 def _size(obj: Any) -> int:
-    return len(_compact(obj).encode("utf-8"))
+    """Bytes of ``obj`` as compact UTF-8 JSON (orjson; the stdlib for integers beyond 64 bits)."""
+    try:
+        return len(orjson.dumps(obj))
+    except TypeError:
+        return len(_compact(obj).encode("utf-8"))
 
 
 class S3VectorsBackend:
