@@ -92,7 +92,23 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         default=300.0, gt=0, description="How long a batch's keys stay leased (a dead worker's keys then come back)."
     )
-    worker_concurrency: int = Field(default=8, ge=1, le=64, description="Concurrent Bedrock calls per worker (Titan).")
+    worker_concurrency: int = Field(
+        default=8, ge=1, le=256,
+        description="Bedrock calls in flight at start, per model (grows while Bedrock keeps up).",
+    )
+    worker_max_concurrency: int = Field(
+        default=64, ge=1, le=256,
+        description="The most Bedrock calls in flight it grows to (AIMD: halves on throttling); at least "
+        "worker_concurrency, equal to it for a fixed number.",
+    )
+    worker_batches_in_flight: int = Field(
+        default=3, ge=1, le=16,
+        description="Batches processed at once: one is embedded while others are written.",
+    )
+    worker_max_writes: int = Field(
+        default=8, ge=1, le=64,
+        description="The most S3 Vectors writes in flight per index it grows to (AIMD from 2; halves on throttling).",
+    )
     worker_poll_seconds: float = Field(default=1.0, gt=0, description="Idle wait between empty leases.")
     worker_retry_seconds: float = Field(
         default=5.0, ge=0, description="Backoff base before a failed row is tried again (doubles per attempt)."

@@ -78,3 +78,7 @@ class EmbeddingError(S3vlError):
 
 class VectorStoreError(S3vlError):
     """S3 Vectors refused or failed a request."""
+
+
+class Abandoned(Exception):  # noqa: N818 - a control-flow signal, not an error of s3vl
+    """A batch in flight was abandoned (a second stop signal): its keys go back to the queue."""

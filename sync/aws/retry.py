@@ -143,34 +143,55 @@ class RateLimiter:
 
 
 class AdaptiveLimit:
-    """Concurrency that halves on throttling and grows back by one per ``grow_after`` successes (AIMD)."""
+    """Calls in flight that grow while the service keeps up and halve when it throttles (AIMD).
 
-    def __init__(self, maximum: int, grow_after: int = 20) -> None:
-        self.maximum = max(1, maximum)
-        self.limit = self.maximum
-        self.grow_after = grow_after
+    Starts at ``initial``. While every slot is in use, each ``limit`` successes (one round of
+    calls at the current limit) add one slot, up to ``maximum``: a worker finds the concurrency
+    its account's quota allows instead of a fixed number. A throttle halves the limit (not below
+    one), at most once per ``cooldown`` seconds: the calls already in flight when the service
+    started throttling answer with throttles too, and a quota refills by the second, so one cut
+    a second converges on it without collapsing to one call under scattered throttles. Thread-safe.
+    """
+
+    def __init__(self, initial: int, maximum: int | None = None, cooldown: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = max(1, initial)
+        self.maximum = max(self.limit, maximum if maximum is not None else self.limit)
+        self.cooldown = cooldown
+        self._clock = clock
+        self._cut_at = -cooldown
         self._ok = 0
         self._active = 0
+        self._saturated = False
         self._cond = threading.Condition()
 
     def throttled(self) -> None:
         with self._cond:
-            self.limit = max(1, self.limit // 2)
+            now = self._clock()
+            if now - self._cut_at >= self.cooldown:
+                self.limit = max(1, self.limit // 2)
+                self._cut_at = now
             self._ok = 0
 
     def succeeded(self) -> None:
         with self._cond:
+            if not self._saturated:
+                return  # demand is below the limit: nothing says more would be served
             self._ok += 1
-            if self._ok >= self.grow_after and self.limit < self.maximum:
+            if self._ok >= self.limit and self.limit < self.maximum:
                 self.limit += 1
                 self._ok = 0
+                self._saturated = False
                 self._cond.notify()
 
     def __enter__(self) -> AdaptiveLimit:
         with self._cond:
             while self._active >= self.limit:
+                self._saturated = True
                 self._cond.wait()
             self._active += 1
+            if self._active >= self.limit:
+                self._saturated = True
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,23 +1,27 @@
 """S3 Vectors for the worker: put, delete, get and list vectors of one index, within the limits.
 
 PutVectors and DeleteVectors take at most 500 items and GetVectors 100 keys per request
-(botocore's model); larger inputs are split here. Every call goes through the shared retry
-policy (throttling/5xx with backoff and jitter) and two client-side token buckets for the
-per-index write limits (requests/s and vectors/s), so a busy worker slows itself down before
-S3 Vectors has to throttle it.
+(botocore's model), and a request at most 20 MiB; larger inputs are split here. Every call goes
+through the shared retry policy (throttling/5xx with backoff and jitter); writes also through two
+client-side token buckets for the per-index write limits (requests/s and vectors/s), so a busy
+worker slows itself down before S3 Vectors has to throttle it, and an adaptive limit on writes
+in flight (from 2 up to ``max_writes``, halved on throttling) shared by the batches in flight.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+import numpy as np
+import orjson
 from botocore.exceptions import ClientError
 
-from sync.aws.retry import RateLimiter, RetryPolicy, error_code, is_throttling
+from sync.aws.retry import AdaptiveLimit, RateLimiter, RetryPolicy, error_code, is_throttling
 from sync.errors import TransientAwsError, VectorStoreError
 from sync.telemetry import metrics
 
@@ -30,6 +34,32 @@ GET_BATCH = 100
 #: S3 Vectors write limits per index (AWS documentation).
 WRITE_REQUESTS_PER_SECOND = 1000
 WRITE_VECTORS_PER_SECOND = 2500
+#: A request's payload may be 20 MiB; PutVectors batches stay under this estimate of it.
+MAX_PUT_BYTES = 18 * 1024 * 1024
+#: The longest text of one float32 in the body (``-1.17549435e-38,``), for that estimate.
+_FLOAT_BYTES = 16
+
+
+def _json_size(value: Any) -> int:
+    try:
+        return len(orjson.dumps(value, default=str))
+    except TypeError:  # an integer beyond 64 bits: the stdlib writes it
+        return len(json.dumps(value, default=str))
+
+
+def put_batches(vectors: Sequence[Vector]) -> Iterator[list[Vector]]:
+    """PutVectors batches: at most 500 vectors and, by a safe estimate, under the payload limit."""
+    batch: list[Vector] = []
+    size = 0
+    for v in vectors:
+        estimate = len(v.key) + 64 + _FLOAT_BYTES * len(v.data) + _json_size(v.metadata)
+        if batch and (len(batch) == PUT_BATCH or size + estimate > MAX_PUT_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(v)
+        size += estimate
+    if batch:
+        yield batch
 
 
 def batched(items: Sequence[T] | Iterable[T], size: int) -> Iterator[list[T]]:
@@ -49,7 +79,8 @@ def batched(items: Sequence[T] | Iterable[T], size: int) -> Iterator[list[T]]:
 @dataclass
 class Vector:
     key: str
-    data: list[float]
+    #: float32, 1-D: what S3 Vectors stores (sent without botocore's per-float work, see fastbody)
+    data: np.ndarray
     metadata: dict[str, Any]
 
 
@@ -58,7 +89,7 @@ class VectorStore:
 
     def __init__(self, client: Any, index_arn: str, *, policy: RetryPolicy | None = None,
                  requests_per_second: float = WRITE_REQUESTS_PER_SECOND,
-                 vectors_per_second: float = WRITE_VECTORS_PER_SECOND) -> None:
+                 vectors_per_second: float = WRITE_VECTORS_PER_SECOND, max_writes: int = 8) -> None:
         self.client = client
         self.index_arn = index_arn
         self.policy = policy or RetryPolicy()
@@ -66,23 +97,29 @@ class VectorStore:
         self.max_vectors = vectors_per_second
         self.requests = RateLimiter(requests_per_second)
         self.vectors = RateLimiter(vectors_per_second)
+        self.writes = AdaptiveLimit(min(2, max_writes), max_writes)
 
     def _call(self, op: str, fn: Callable[[], T], items: int = 0, write: bool = False,
               policy: RetryPolicy | None = None) -> T:
         def attempt() -> T:
-            if write:
-                self.requests.acquire(1)
-                if items:
-                    self.vectors.acquire(items)
+            if not write:
+                return timed()
+            self.requests.acquire(1)
+            if items:
+                self.vectors.acquire(items)
+            with self.writes:
+                result = timed()
+            self.writes.succeeded()
+            self.requests.speed_up(self.max_requests)
+            self.vectors.speed_up(self.max_vectors)
+            return result
+
+        def timed() -> T:
             start = time.perf_counter()
             try:
-                result = fn()
+                return fn()
             finally:
                 metrics.AWS_LATENCY.labels("s3vectors", op).observe(time.perf_counter() - start)
-            if write:
-                self.requests.speed_up(self.max_requests)
-                self.vectors.speed_up(self.max_vectors)
-            return result
 
         def on_retry(exc: BaseException) -> None:
             metrics.AWS_ERRORS.labels("s3vectors", op, error_code(exc) or "error").inc()
@@ -90,6 +127,7 @@ class VectorStore:
                 # S3 Vectors says we write too fast for this index: halve our own limits (AIMD)
                 self.requests.slow_down(floor=5)
                 self.vectors.slow_down(floor=50)
+                self.writes.throttled()
 
         try:
             return (policy or self.policy).call(f"s3vectors {op}", attempt, on_retry=on_retry)
@@ -99,9 +137,9 @@ class VectorStore:
             raise VectorStoreError(f"{op} on {self.index_arn}: {err.get('Code')}: {err.get('Message')}") from exc
 
     def put(self, vectors: Sequence[Vector], *, policy: RetryPolicy | None = None) -> int:
-        """PutVectors in batches of at most 500; returns the number of requests."""
+        """PutVectors in batches (:func:`put_batches`); returns the number of requests."""
         n = 0
-        for batch in batched(vectors, PUT_BATCH):
+        for batch in put_batches(vectors):
             body = [{"key": v.key, "data": {"float32": v.data}, "metadata": v.metadata} for v in batch]
             self._call("PutVectors", partial(self.client.put_vectors, indexArn=self.index_arn, vectors=body),
                        items=len(body), write=True, policy=policy)
@@ -136,7 +174,7 @@ class VectorStore:
                 self.client.get_vectors, indexArn=self.index_arn, keys=batch, returnData=data,
                 returnMetadata=metadata))
             for v in resp.get("vectors", []):
-                found[v["key"]] = Vector(v["key"], list(v.get("data", {}).get("float32", [])),
+                found[v["key"]] = Vector(v["key"], np.asarray(v.get("data", {}).get("float32", []), dtype=np.float32),
                                          dict(v.get("metadata") or {}))
         return found
 

@@ -23,7 +23,9 @@ def _worker_options(args: argparse.Namespace, settings: Settings) -> WorkerOptio
     return WorkerOptions(
         batch_size=settings.worker_batch_size,
         lease_seconds=settings.worker_lease_seconds, poll_seconds=settings.worker_poll_seconds,
-        concurrency=settings.worker_concurrency, retry_after=settings.worker_retry_seconds,
+        concurrency=settings.worker_concurrency, max_concurrency=settings.worker_max_concurrency,
+        batches_in_flight=settings.worker_batches_in_flight, max_writes=settings.worker_max_writes,
+        retry_after=settings.worker_retry_seconds,
         only_sync=getattr(args, "sync", None), region=settings.aws_region, endpoint_url=settings.aws_endpoint_url,
         policy=RetryPolicy(max_seconds=settings.aws_retry_seconds),
         emf_interval=settings.emf_interval_seconds if args.command == "worker" and emf_on(settings) else 0.0,

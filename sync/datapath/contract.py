@@ -20,6 +20,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+import orjson
+
 from sync.errors import RowError
 
 T = TypeVar("T")
@@ -85,7 +87,11 @@ def chunk_text(text: str, size: int | None, overlap: int = 0) -> list[str]:
 
 
 def _json_bytes(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
+    """The size of ``value`` as compact UTF-8 JSON (orjson's text; the stdlib for integers beyond 64 bits)."""
+    try:
+        return len(orjson.dumps(value, default=str))
+    except TypeError:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def vector_metadata(

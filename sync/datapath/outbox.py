@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
+
+import orjson
 
 from sync.datapath.definitions import SyncDef
 from sync.datapath.rows import Loaded, Row, State
@@ -126,7 +128,7 @@ class Outbox:
     def complete(self, sync: str, worker: str, results: Sequence[Result]) -> tuple[int, int]:
         """Record state and complete keys whose version is unchanged; returns (completed, requeued)."""
         row = self.db.one("complete", {"sync": sync, "worker": worker,
-                                       "results": json.dumps([asdict(r) for r in results])})
+                                       "results": orjson.dumps([vars(r) for r in results]).decode()})
         assert row is not None
         return int(row["completed"]), int(row["requeued"])
 

@@ -26,7 +26,9 @@ trouble, and the batch goes back whole. Throttling is never a row's fault.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -40,12 +42,16 @@ from sync.datapath.contract import RESERVED_NON_FILTERABLE
 from sync.datapath.definitions import SyncDef
 from sync.datapath.outbox import Lease, Outbox
 from sync.datapath.plan import Work, build_vectors, diff, result_of
-from sync.errors import RowError, TransientAwsError, VectorStoreError
+from sync.errors import Abandoned, RowError, TransientAwsError, VectorStoreError
 from sync.telemetry import metrics
 
 log = structlog.get_logger(__name__)
 
 G = TypeVar("G")
+
+#: The report's counter for each kind of work.
+_OUTCOMES = {"embed": "embedded", "metadata": "metadata_only", "unchanged": "unchanged", "delete": "deleted",
+             "failed": "failed"}
 
 #: While isolating, each call gets two tries and a few seconds: the batch's own call has
 #: already been retried in full, so what keeps failing now is what is being looked for.
@@ -113,13 +119,17 @@ class BatchReport:
 
 # --- the batch --------------------------------------------------------------------------------
 class Pipeline:
-    """Processes leased batches of one sync with its embedder and vector store."""
+    """Processes leased batches of one sync with its embedder and vector store.
 
-    def __init__(self, sync: SyncDef, outbox: Outbox, store: VectorStore, embedder: Embedder, worker: str,
+    One pipeline serves several batches at once (the worker runs a few in flight, each on its
+    own thread and database connection, passed to :meth:`process`): the embedder and the store,
+    with their limiters, are shared, so the calls in flight stay within their limits.
+    """
+
+    def __init__(self, sync: SyncDef, store: VectorStore, embedder: Embedder, worker: str,
                  *, retry_after: float = 0.0, non_filterable: Sequence[str] = RESERVED_NON_FILTERABLE,
                  lease_seconds: float | None = None) -> None:
         self.sync = sync
-        self.outbox = outbox
         self.store = store
         self.embedder = embedder
         self.worker = worker
@@ -127,40 +137,48 @@ class Pipeline:
         self.non_filterable = list(non_filterable)
         self.lease_seconds = lease_seconds
 
-    def process(self, lease: Lease) -> BatchReport:
+    def process(self, lease: Lease, outbox: Outbox, stop: threading.Event | None = None) -> BatchReport:
+        """One batch, with ``outbox`` (this thread's connection); ``stop`` set means abandon it
+        (:class:`Abandoned` at the next step: nothing is acknowledged, the caller gives it back)."""
         sync = self.sync
         report = BatchReport(sync.name, keys=len(lease.keys))
         clock = _Clock(report)
 
-        loaded = self.outbox.load(sync.name, [k.key for k in lease.keys])
+        def checkpoint() -> None:
+            if stop is not None and stop.is_set():
+                raise Abandoned()
+
+        loaded = outbox.load(sync.name, [k.key for k in lease.keys])
         clock.lap("load")
         plan = diff(sync, lease.keys, loaded)
+        checkpoint()
         self._reuse_vectors([w for w in plan if w.kind == "metadata"])
         clock.lap("get")
-        self._embed([w for w in plan if w.kind == "embed"], report)
+        self._embed([w for w in plan if w.kind == "embed"], report, stop)
         clock.lap("embed")
-        self._keep_lease(lease, clock)
+        checkpoint()
+        self._keep_lease(lease, outbox, clock)
         self._build([w for w in plan if w.kind in ("embed", "metadata")])
-        self._put([w for w in plan if w.kind in ("embed", "metadata")], report)
+        self._put([w for w in plan if w.kind in ("embed", "metadata")], outbox, report)
         self._delete([w for w in plan if w.kind in ("embed", "metadata", "delete")], report)
         clock.lap("write")
 
         ok = [w for w in plan if w.kind != "failed"]
         failed = [w for w in plan if w.kind == "failed"]
         if ok:
-            report.completed, report.requeued = self.outbox.complete(
+            report.completed, report.requeued = outbox.complete(
                 sync.name, self.worker, [result_of(sync, w) for w in ok])
         if failed:
-            self.outbox.fail(sync.name, self.worker, [(w.key, w.version, w.error or "failed") for w in failed],
-                             self.retry_after)
+            outbox.fail(sync.name, self.worker, [(w.key, w.version, w.error or "failed") for w in failed],
+                        self.retry_after)
         clock.lap("complete")
         self._count(plan, report)
         return report
 
-    def _keep_lease(self, lease: Lease, clock: _Clock) -> None:
+    def _keep_lease(self, lease: Lease, outbox: Outbox, clock: _Clock) -> None:
         """Past half the lease, renew it, so a slow batch is not taken over by another worker."""
         if self.lease_seconds and time.perf_counter() - clock.start > self.lease_seconds / 2:
-            self.outbox.extend(self.sync.name, self.worker, [k.key for k in lease.keys], self.lease_seconds)
+            outbox.extend(self.sync.name, self.worker, [k.key for k in lease.keys], self.lease_seconds)
             log.info("batch.lease_extended", sync=self.sync.name, keys=len(lease.keys))
 
     def _reuse_vectors(self, work: list[Work]) -> None:
@@ -175,13 +193,13 @@ class Pipeline:
             else:
                 w.kind = "embed"
 
-    def _embed(self, work: list[Work], report: BatchReport) -> None:
+    def _embed(self, work: list[Work], report: BatchReport, stop: threading.Event | None) -> None:
         if not any(w.chunks for w in work):
             return
 
         def embed(rows: list[Work], policy: RetryPolicy | None = None) -> None:
             texts = [c for w in rows for c in w.chunks]
-            result = self.embedder.embed(texts, policy=policy)
+            result = self.embedder.embed(texts, policy=policy, stop=stop)
             report.texts_embedded += len(texts)
             i = 0
             for w in rows:
@@ -211,12 +229,12 @@ class Pipeline:
             except RowError as exc:
                 w.fail(str(exc))
 
-    def _put(self, work: list[Work], report: BatchReport) -> None:
+    def _put(self, work: list[Work], outbox: Outbox, report: BatchReport) -> None:
         vectors = [v for w in work for v in w.vectors]
         if not vectors:
             return
         # write-ahead: from here until complete, the state of these keys says "unknown"
-        self.outbox.begin_write(self.sync.name, [result_of(self.sync, w) for w in work if w.vectors])
+        outbox.begin_write(self.sync.name, [result_of(self.sync, w) for w in work if w.vectors])
         try:
             self.store.put(vectors)
             report.vectors_put += len(vectors)
@@ -248,11 +266,11 @@ class Pipeline:
             report.vectors_deleted += len(keys)
 
     def _count(self, plan: list[Work], report: BatchReport) -> None:
+        outcomes = Counter(_OUTCOMES[w.kind] for w in plan)
+        for outcome, n in outcomes.items():
+            setattr(report, outcome, getattr(report, outcome) + n)
+            metrics.ROWS.labels(self.sync.name, outcome).inc(n)
         for w in plan:
-            outcome = {"embed": "embedded", "metadata": "metadata_only", "unchanged": "unchanged",
-                       "delete": "deleted", "failed": "failed"}[w.kind]
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            metrics.ROWS.labels(self.sync.name, outcome).inc()
             if w.kind == "failed":
                 log.warning("row.failed", sync=self.sync.name, key=w.key, error=w.error)
         metrics.VECTORS.labels(self.sync.name, "put").inc(report.vectors_put)

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from sync.aws.s3vectors import Vector
 from sync.datapath.contract import (
     RESERVED_NON_FILTERABLE,
@@ -84,7 +86,7 @@ def diff(sync: SyncDef, leased: Sequence[LeasedKey], loaded: Loaded) -> list[Wor
     return plan
 
 
-def build_vectors(sync: SyncDef, work: Work, data: Sequence[list[float]],
+def build_vectors(sync: SyncDef, work: Work, data: Sequence[np.ndarray],
                   non_filterable: Iterable[str] = RESERVED_NON_FILTERABLE) -> list[Vector]:
     """The vectors of one row (keys, reserved metadata); RowError when metadata breaks a limit."""
     assert work.row is not None

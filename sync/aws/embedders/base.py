@@ -1,26 +1,30 @@
 """The interface every embedder implements, and its pure batching helper.
 
-An embedder returns one result per input text, in order: a vector, or the
-:class:`~sync.errors.RowError` that text caused (too long, refused by the model), so that one
-bad text fails its own row only. Transient trouble (throttling, 5xx that outlast the retries)
-raises :class:`~sync.errors.TransientAwsError` for the whole call instead.
+An embedder returns one result per input text, in order: a vector (a 1-D float32 numpy array,
+what S3 Vectors stores), or the :class:`~sync.errors.RowError` that text caused (too long,
+refused by the model), so that one bad text fails its own row only. Transient trouble
+(throttling, 5xx that outlast the retries) raises :class:`~sync.errors.TransientAwsError` for
+the whole call instead.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from sync.aws.retry import RetryPolicy
-from sync.errors import RowError
+from sync.errors import Abandoned, RowError
 
 
 @dataclass
 class Embedded:
     """Per-text results of one :meth:`Embedder.embed` call, plus what it cost."""
 
-    vectors: list[list[float] | RowError]
+    vectors: list[np.ndarray | RowError]
     calls: int = 0
     texts: int = 0
     seconds: float = 0.0
@@ -47,6 +51,12 @@ def batch_indices(lengths: Sequence[int], max_items: int, max_chars: int | None 
     return ranges
 
 
+def check_stop(stop: threading.Event | None) -> None:
+    """Raise :class:`Abandoned` once ``stop`` is set (between calls: a call in flight finishes)."""
+    if stop is not None and stop.is_set():
+        raise Abandoned()
+
+
 class Embedder(ABC):
     """Texts -> vectors for one model and dimension."""
 
@@ -57,8 +67,10 @@ class Embedder(ABC):
     max_chars: int = 50_000
 
     @abstractmethod
-    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None) -> Embedded:
-        """One result per text, in order (vector or RowError); ``policy`` overrides the retries."""
+    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None,
+              stop: threading.Event | None = None) -> Embedded:
+        """One result per text, in order (vector or RowError); ``policy`` overrides the retries;
+        once ``stop`` is set, no further call is made and :class:`~sync.errors.Abandoned` is raised."""
 
     def reachable(self) -> bool:
         """Does the model answer now? One short text, briefly retried; any answer counts."""

@@ -4,9 +4,11 @@ row whose requests keep failing with 5xx while the others succeed)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -67,14 +69,16 @@ class FakeEmbedder(Embedder):
         self.poison = poison or set()  # texts whose calls keep failing with 5xx
         self.throttled = throttled
 
-    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None) -> Embedded:
+    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None,
+              stop: threading.Event | None = None) -> Embedded:
         if self.throttled:
             raise TransientAwsError("bedrock InvokeModel: ThrottlingException after 8 attempts", throttled=True)
         if self.poison & set(texts):
             raise TransientAwsError("bedrock InvokeModel: ModelErrorException 500 after 8 attempts")
         self.texts += len(texts)
-        out: list[list[float] | RowError] = [
-            RowError("too long") if "TOO LONG" in t else [float(len(t)), 1.0, 0.0, 0.0] for t in texts]
+        out: list[np.ndarray | RowError] = [
+            RowError("too long") if "TOO LONG" in t else np.array([len(t), 1.0, 0.0, 0.0], dtype=np.float32)
+            for t in texts]
         return Embedded(vectors=out, calls=len(texts), texts=len(texts))
 
 
@@ -91,10 +95,10 @@ def outbox(db_url: str) -> Outbox:
 
 
 def _run(outbox: Outbox, store: FakeStore, embedder: FakeEmbedder) -> Any:
-    pipe = Pipeline(outbox.sync("products"), outbox, store, embedder, "w")  # type: ignore[arg-type]
+    pipe = Pipeline(outbox.sync("products"), store, embedder, "w")  # type: ignore[arg-type]
     lease = outbox.lease("w", 100, 30)
     assert lease is not None
-    return pipe.process(lease)
+    return pipe.process(lease, outbox)
 
 
 def test_refused_put_is_retried_row_by_row(outbox: Outbox) -> None:
@@ -121,7 +125,7 @@ def test_embedding_refusal_and_metadata_only_reuse(outbox: Outbox, db_url: str) 
     assert (report.metadata_only, report.embedded) == (2, 0)
     assert embedder.texts == 6                          # no new text embedded
     assert store.vectors["1"].metadata["category"] == "new"
-    assert store.vectors["1"].data == [2.0, 1.0, 0.0, 0.0]  # the stored vector, reused
+    assert store.vectors["1"].data.tolist() == [2.0, 1.0, 0.0, 0.0]  # the stored vector, reused
 
     # a metadata-only row whose vector vanished from the index is embedded after all
     del store.vectors["3"]
@@ -136,7 +140,8 @@ def test_slow_batch_keeps_its_lease(outbox: Outbox, db_url: str) -> None:
     import time
 
     class SlowEmbedder(FakeEmbedder):
-        def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None) -> Embedded:
+        def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None,
+                  stop: threading.Event | None = None) -> Embedded:
             time.sleep(0.7)
             return super().embed(texts)
 
@@ -149,11 +154,11 @@ def test_slow_batch_keeps_its_lease(outbox: Outbox, db_url: str) -> None:
             seen.append(float(row[0]))  # type: ignore[index]
             return super().put(vectors)
 
-    pipe = Pipeline(outbox.sync("products"), outbox, WatchingStore(), SlowEmbedder(), "w",  # type: ignore[arg-type]
+    pipe = Pipeline(outbox.sync("products"), WatchingStore(), SlowEmbedder(), "w",  # type: ignore[arg-type]
                     lease_seconds=1.0)
     lease = outbox.lease("w", 100, 1.0)
     assert lease is not None
-    report = pipe.process(lease)
+    report = pipe.process(lease, outbox)
     assert report.completed == 6
     assert seen
     assert seen[0] > 0.8  # renewed after the slow embedding (without it: about 0.3 s left)

@@ -73,12 +73,14 @@ def env(private_pg: TestCluster, private_endpoint: EndpointHandle,
 class WorkerProcess:
     """``s3vl worker`` in a subprocess, its JSON logs in a file."""
 
-    def __init__(self, env: SyncEnv, log: Path, *args: str, batch: int = 50, concurrency: int = 4) -> None:
+    def __init__(self, env: SyncEnv, log: Path, *args: str, batch: int = 50, concurrency: int = 4,
+                 in_flight: int = 3) -> None:
         child = {**os.environ, "S3VL_DATABASE_URL": env.worker_url, "AWS_ENDPOINT_URL": env.endpoint.url,
                  "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": DUMMY_KEY, "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
                  "S3VL_LOG_FORMAT": "json", "S3VL_WORKER_RETRY_SECONDS": "0", "S3VL_WORKER_POLL_SECONDS": "0.1",
                  "S3VL_WORKER_LEASE_SECONDS": str(LEASE_SECONDS), "S3VL_WORKER_BATCH_SIZE": str(batch),
-                 "S3VL_WORKER_CONCURRENCY": str(concurrency)}
+                 "S3VL_WORKER_CONCURRENCY": str(concurrency), "S3VL_WORKER_MAX_CONCURRENCY": str(concurrency),
+                 "S3VL_WORKER_BATCHES_IN_FLIGHT": str(in_flight)}
         self.log = log
         with log.open("ab") as fh:
             self.proc = subprocess.Popen([sys.executable, "-m", "sync", "worker", *args], stdout=fh,
@@ -261,13 +263,13 @@ def test_database_restarts_under_load_converge(env: SyncEnv, private_pg: TestClu
 
 # --- 2. endpoint killed and restarted ---------------------------------------------------------
 def test_endpoint_kill_9_and_restart_converges(env: SyncEnv, tmp_path: Path) -> None:
-    rows, batch = 600, 50
+    rows, batch, in_flight = 600, 50, 3
     load_rows(env, 1, rows)
     env.sql("SELECT s3vl.resync('products')")
     texts_before = bedrock_texts(env.endpoint)
     # a little Bedrock latency so the endpoint is killed with requests in flight
     env.endpoint.admin.set_faults({"rules": [{"service": "bedrock", "latency_ms": 5}]})
-    worker = WorkerProcess(env, tmp_path / "worker.log", batch=batch, concurrency=2)
+    worker = WorkerProcess(env, tmp_path / "worker.log", batch=batch, concurrency=2, in_flight=in_flight)
     try:
         wait_for("150 keys synced", lambda: synced(env) >= 150)
         texts_killed = bedrock_texts(env.endpoint) - texts_before  # read just before the kill
@@ -289,14 +291,14 @@ def test_endpoint_kill_9_and_restart_converges(env: SyncEnv, tmp_path: Path) -> 
                                "given_back": len(worker.events("batch.given_back")),
                                "backoffs": len(worker.events("worker.backoff"))})
     assert_index_is_source(env)
-    # Nothing embedded twice beyond the batch in flight at the kill: every row of the source was
-    # embedded once, the 40 rows changed while down at most once more, plus at most one batch
+    # Nothing embedded twice beyond the batches in flight at the kill: every row of the source was
+    # embedded once, the 40 rows changed while down at most once more, plus at most the batches
     # whose vectors were computed but not written when the endpoint died. (Texts embedded
     # between reading the counter and the kill are not counted: this can only lower the sum.)
     texts_total = texts_killed + bedrock_texts(env.endpoint)
-    changed_while_down = rows // 15
-    print("endpoint outage: texts embedded in all", texts_total, "bound", rows + changed_while_down + batch)
-    assert texts_total <= rows + changed_while_down + batch, (texts_total, texts_killed)
+    bound = rows + rows // 15 + batch * in_flight
+    print("endpoint outage: texts embedded in all", texts_total, "bound", bound)
+    assert texts_total <= bound, (texts_total, texts_killed)
     assert counter(env.endpoint, "s3vectors", "PutVectors") > 0  # the restarted endpoint took writes
 
 
@@ -360,13 +362,13 @@ def _leased(env: SyncEnv) -> set[str]:
 def test_sigterm_finishes_the_batch_in_flight(env: SyncEnv, tmp_path: Path) -> None:
     load_rows(env, 1, 30)
     env.sql("SELECT s3vl.resync('products')")
-    _slow_bedrock(env, 150)  # one batch of 10 texts, one at a time: about 1.5 s
+    _slow_bedrock(env, 150)  # two batches of 10 texts in flight, one text at a time: about 3 s
     calls = counter(env.endpoint, "bedrock", "InvokeModel")
-    worker = WorkerProcess(env, tmp_path / "worker.log", batch=10, concurrency=1)
+    worker = WorkerProcess(env, tmp_path / "worker.log", batch=10, concurrency=1, in_flight=2)
     try:
         wait_for("a batch inside Bedrock", lambda: counter(env.endpoint, "bedrock", "InvokeModel") >= calls + 2)
         batch = _leased(env)
-        assert len(batch) == 10
+        assert len(batch) == 20
         started = time.monotonic()
         worker.signal(signal.SIGTERM)
         assert worker.wait(10) == 0, worker.tail()
@@ -375,12 +377,12 @@ def test_sigterm_finishes_the_batch_in_flight(env: SyncEnv, tmp_path: Path) -> N
         worker.stop()
         env.endpoint.admin.clear_faults()
     assert took < 5.0, took
-    # the batch in flight was finished and completed, and no other batch was started
+    # the batches in flight were finished and completed, and no other batch was started
     left = {k for (k,) in env.sql("SELECT key FROM s3vl.outbox")}
     assert not left & batch
     assert batch <= set(env.index())
     assert left == {str(i) for i in range(1, 31)} - set(env.index())
-    assert len(left) == 20, worker.tail()
+    assert len(left) == 10, worker.tail()
     assert _leased(env) == set()  # nothing is left leased: the next worker starts at once
     run_once(env, tmp_path / "rerun.log")
     assert_index_is_source(env)
@@ -389,13 +391,13 @@ def test_sigterm_finishes_the_batch_in_flight(env: SyncEnv, tmp_path: Path) -> N
 def test_second_sigterm_abandons_the_batch_and_loses_nothing(env: SyncEnv, tmp_path: Path) -> None:
     load_rows(env, 1, 30)
     env.sql("SELECT s3vl.resync('products')")
-    _slow_bedrock(env, 600)  # one batch of 10 texts, one at a time: about 6 s
+    _slow_bedrock(env, 600)  # two batches of 10 texts in flight, one text at a time: about 12 s
     calls = counter(env.endpoint, "bedrock", "InvokeModel")
-    worker = WorkerProcess(env, tmp_path / "worker.log", batch=10, concurrency=1)
+    worker = WorkerProcess(env, tmp_path / "worker.log", batch=10, concurrency=1, in_flight=2)
     try:
         wait_for("a batch inside Bedrock", lambda: counter(env.endpoint, "bedrock", "InvokeModel") >= calls + 2)
         batch = _leased(env)
-        assert len(batch) == 10
+        assert len(batch) == 20
         started = time.monotonic()
         worker.signal(signal.SIGTERM)
         time.sleep(0.2)
@@ -405,7 +407,7 @@ def test_second_sigterm_abandons_the_batch_and_loses_nothing(env: SyncEnv, tmp_p
     finally:
         worker.stop()
         env.endpoint.admin.clear_faults()
-    assert took < 3.0, took  # well under the 4.8 s the rest of the batch needs: it was abandoned
+    assert took < 3.0, took  # well under the 10 s the rest of the batches need: they were abandoned
     assert worker.events("worker.abandoned"), worker.tail()
     # the abandoned keys are all still queued and given back (not leased): nothing lost
     left = {k for (k,) in env.sql("SELECT key FROM s3vl.outbox")}

@@ -157,7 +157,7 @@ def test_completion_with_changed_version_requeues(env: SyncEnv) -> None:
     lease = w.outbox.lease("w1", 5, 30)
     assert lease is not None
     env.sql("UPDATE products SET name = 'changed meanwhile' WHERE id = %s", (int(lease.keys[0].key),))
-    report = w.pipeline("products").process(lease)
+    report = w.pipeline("products").process(lease, w.outbox)
     assert report.requeued == 1
     assert report.completed == 4
     assert env.sql("SELECT content_hash FROM s3vl.sync_state WHERE key = %s", (lease.keys[0].key,))[0][0] is None

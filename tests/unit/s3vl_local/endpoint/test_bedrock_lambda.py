@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from s3vl_local.embedding import HashedEmbedder
-from s3vl_local.endpoint.app import AwsError
+from s3vl_local.endpoint.app import AwsError, json_response
 from s3vl_local.endpoint.bedrock import models
 from s3vl_local.endpoint.lambda_ import runtime
 from s3vl_local.endpoint.lambda_.registry import QUERY_HANDLER, Registry, parse_function_name
@@ -57,7 +57,9 @@ def test_titan_v2_body() -> None:
     assert (result.texts, result.input_tokens) == (1, 2)
     assert len(result.body["embedding"]) == 512
     assert result.body["inputTextTokenCount"] == 2
-    json.dumps(result.body)  # plain JSON types only
+    wire = json.loads(json_response(result.body).get_data())  # what the response carries
+    sent = np.asarray(result.body["embedding"], dtype=np.float32)
+    assert np.array_equal(np.asarray(wire["embedding"], dtype=np.float32), sent)  # float32 text reads back exactly
 
 
 def test_cohere_quantisation() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
@@ -62,17 +65,72 @@ def test_rate_limiter_waits_for_tokens() -> None:
     assert waited == pytest.approx(0.5)
 
 
-def test_adaptive_limit_halves_and_grows_back() -> None:
-    limit = AdaptiveLimit(8, grow_after=2)
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _round(limit: AdaptiveLimit) -> None:
+    """One round of calls that fills every slot, each succeeding."""
+    slots = [limit.__enter__() for _ in range(limit.limit)]
+    for s in slots:
+        s.__exit__(None, None, None)
+        limit.succeeded()
+
+
+def test_adaptive_limit_grows_by_one_a_round_while_saturated_up_to_its_maximum() -> None:
+    limit = AdaptiveLimit(2, maximum=5)
+    for expected in (3, 4, 5, 5):
+        _round(limit)
+        assert limit.limit == expected
+
+
+def test_adaptive_limit_does_not_grow_while_demand_is_below_it() -> None:
+    limit = AdaptiveLimit(4, maximum=64)
+    for _ in range(100):
+        with limit:
+            pass
+        limit.succeeded()
+    assert limit.limit == 4
+
+
+def test_adaptive_limit_halves_once_per_cooldown_on_throttling() -> None:
+    clock = _Clock()
+    limit = AdaptiveLimit(16, maximum=16, cooldown=1.0, clock=clock)
+    for _ in range(8):  # the calls in flight when throttling began all answer with throttles
+        limit.throttled()
+    assert limit.limit == 8
+    clock.now = 1.1
     limit.throttled()
     assert limit.limit == 4
-    limit.throttled()
-    limit.throttled()
-    limit.throttled()
+    for _ in range(10):
+        clock.now += 1
+        limit.throttled()
     assert limit.limit == 1
-    for _ in range(4):
-        limit.succeeded()
-    assert limit.limit == 3
+
+
+def test_adaptive_limit_blocks_callers_beyond_the_limit() -> None:
+    limit = AdaptiveLimit(2, maximum=2)
+    inside = []
+    gate = threading.Event()
+
+    def call() -> None:
+        with limit:
+            inside.append(1)
+            gate.wait(5)
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    assert len(inside) == 2
+    gate.set()
+    for t in threads:
+        t.join()
+    assert len(inside) == 3
 
 
 def test_rate_limiter_slows_down_and_recovers() -> None:

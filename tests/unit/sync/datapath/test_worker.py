@@ -7,6 +7,8 @@ longer each time; a bug gives the keys back and surfaces. And how the loop ends 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +19,7 @@ from sync.datapath.outbox import Lease, LeasedKey
 from sync.datapath.pipeline import BatchReport
 from sync.datapath.worker import MAX_PAUSE_SECONDS, Worker, WorkerGaveUpError, WorkerOptions
 from sync.errors import (
+    Abandoned,
     DatabaseError,
     DatabaseUnavailableError,
     EmbeddingError,
@@ -81,21 +84,38 @@ class FakeCapture:
 
 
 class FakePipeline:
-    """``process`` answers with the next outcome: an exception to raise, or None for success."""
+    """``process`` answers with the next outcome: an exception to raise, or None for success,
+    after ``seconds`` (abandoned meanwhile if ``stop`` is set); counts the batches at once."""
 
-    def __init__(self, outcomes: list[BaseException | None]) -> None:
+    def __init__(self, outcomes: list[BaseException | None], seconds: float = 0.0) -> None:
         self.outcomes = outcomes
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most_at_once = 0
 
-    def process(self, lease: Lease) -> BatchReport:
-        outcome = self.outcomes.pop(0) if self.outcomes else None
+    def process(self, lease: Lease, outbox: Any, stop: threading.Event | None = None) -> BatchReport:
+        with self.lock:
+            outcome = self.outcomes.pop(0) if self.outcomes else None
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            end = time.monotonic() + self.seconds
+            while time.monotonic() < end:
+                if stop is not None and stop.is_set():
+                    raise Abandoned()
+                time.sleep(0.005)
+        finally:
+            with self.lock:
+                self.running -= 1
         if outcome is not None:
             raise outcome
         return BatchReport(lease.sync_name, keys=len(lease.keys), embedded=len(lease.keys))
 
 
 def _worker(outbox: FakeOutbox, outcomes: list[BaseException | None], built: list[SyncDef] | None = None,
-            **options: Any) -> Worker:
-    pipeline = FakePipeline(outcomes)
+            pipeline: FakePipeline | None = None, **options: Any) -> Worker:
+    pipeline = pipeline or FakePipeline(outcomes)
 
     def factory(sync: SyncDef) -> Any:
         if built is not None:
@@ -190,7 +210,7 @@ def test_once_gives_up_after_consecutive_transient_failures() -> None:
 def test_once_stops_at_once_on_a_refusal() -> None:
     outbox = FakeOutbox([["1"], ["2"]])
     refusal = DatabaseError("permission denied for function lease", sqlstate="42501")
-    worker = _worker(outbox, [refusal], give_up_seconds=60.0)
+    worker = _worker(outbox, [refusal], give_up_seconds=60.0, batches_in_flight=1)
     with pytest.raises(DatabaseError, match="permission denied"):
         worker.run(once=True)
     assert outbox.released == [["1"]]
@@ -199,7 +219,8 @@ def test_once_stops_at_once_on_a_refusal() -> None:
 
 def test_the_long_running_worker_recovers_after_transient_failures() -> None:
     outbox = FakeOutbox([["1"], ["2"], ["3"]])
-    worker = _worker(outbox, [TransientAwsError("503"), TransientAwsError("503"), None], give_up_seconds=0.0)
+    worker = _worker(outbox, [TransientAwsError("503"), TransientAwsError("503"), None], give_up_seconds=0.0,
+                     batches_in_flight=1)
     reports: list[BatchReport] = []
 
     def stop_after_first_success(report: BatchReport) -> None:
@@ -210,3 +231,25 @@ def test_the_long_running_worker_recovers_after_transient_failures() -> None:
     worker.run(once=False)
     assert [r.keys for r in reports] == [1]
     assert outbox.released == [["1"], ["2"]]
+
+
+def test_batches_run_several_at_once_up_to_the_setting() -> None:
+    outbox = FakeOutbox([[str(i)] for i in range(9)])
+    pipeline = FakePipeline([], seconds=0.05)
+    totals = _worker(outbox, [], pipeline=pipeline, batches_in_flight=3).run(once=True)
+    assert totals.batches == 9
+    assert pipeline.most_at_once == 3
+
+
+def test_a_second_signal_abandons_the_batches_in_flight_and_gives_them_back() -> None:
+    outbox = FakeOutbox([["1"], ["2"], ["3"]])
+    pipeline = FakePipeline([], seconds=30.0)
+    worker = _worker(outbox, [], pipeline=pipeline, batches_in_flight=2)
+    threading.Timer(0.2, worker._on_signal, args=(15, None)).start()
+    threading.Timer(0.3, worker._on_signal, args=(15, None)).start()
+    started = time.monotonic()
+    totals = worker.run(once=False)
+    assert time.monotonic() - started < 5
+    assert totals.batches == 0
+    assert sorted(outbox.released) == [["1"], ["2"]]  # both in flight went back; the third was never leased
+    assert outbox.batches == [["3"]]
