@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     reconcile_segments: int = Field(
         default=16, ge=1, le=16, description="ListVectors segments reconcile lists in parallel (1-16)."
     )
+    reconcile_segments_per_run: int | None = Field(
+        default=None, ge=1, le=16,
+        description="Rolling reconcile: list this many of the 16 segments per run, continuing the cycle "
+        "(16/K runs cover the index; none = a full run).",
+    )
     reconcile_sample_size: int = Field(
         default=10, ge=0, le=1000, description="Keys shown per drift category in a reconcile report."
     )

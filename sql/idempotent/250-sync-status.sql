@@ -30,8 +30,11 @@ SELECT s.name AS sync_name, s.source, s.index_name, s.embedding_model, s.embeddi
        s.owner,                              -- the role whose privileges the sync's expressions run with
        CASE WHEN s.paused_until > now() THEN s.paused_until END AS paused_until,
        s.last_error AS sync_error,           -- why the sync failed as a whole (s3vl.pause_sync), until it succeeds
-       s.last_error_at AS sync_error_at
+       s.last_error_at AS sync_error_at,
+       rc.last_cycle AS last_reconcile_cycle, -- the last complete rolling reconcile cycle (found, when)
+       CASE WHEN rc.sync_name IS NOT NULL THEN rc.next_segment::numeric / 16 END AS reconcile_cycle_done
 FROM s3vl.syncs s
+LEFT JOIN s3vl.reconcile_cycles rc ON rc.sync_name = s.name
 LEFT JOIN LATERAL (
     SELECT count(*) FILTER (WHERE o.status = 'pending') AS pending,
            count(*) FILTER (WHERE o.status = 'pending' AND o.lease_until > now() AND o.leased_by IS NOT NULL) AS leased,

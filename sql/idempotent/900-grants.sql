@@ -15,10 +15,11 @@ GRANT s3vl_reader TO s3vl_admin;
 REVOKE ALL ON ALL TABLES IN SCHEMA s3vl FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA s3vl FROM PUBLIC;
 REVOKE ALL ON s3vl.syncs, s3vl.outbox, s3vl.sync_state, s3vl.reconcile_runs, s3vl.indexes, s3vl.config,
-    s3vl.migrations FROM s3vl_admin, s3vl_worker, s3vl_reader;
+    s3vl.migrations, s3vl.reconcile_snapshot, s3vl.reconcile_cycles FROM s3vl_admin, s3vl_worker, s3vl_reader;
 REVOKE ALL ON SEQUENCE s3vl.reconcile_runs_id_seq FROM s3vl_admin, s3vl_worker;
 GRANT SELECT ON s3vl.indexes TO s3vl_reader, s3vl_worker;
 GRANT SELECT ON s3vl.syncs, s3vl.outbox, s3vl.sync_state, s3vl.reconcile_runs, s3vl.migrations TO s3vl_admin, s3vl_worker;
+GRANT SELECT ON s3vl.reconcile_snapshot, s3vl.reconcile_cycles TO s3vl_worker;
 GRANT SELECT ON s3vl.sync_status, s3vl.sync_failures TO s3vl_reader, s3vl_worker;
 
 -- === functions ===============================================================================
@@ -86,8 +87,13 @@ GRANT EXECUTE ON FUNCTION
     s3vl.capture_slot_name(), s3vl.capture_logical(int), s3vl.capture_consume(pg_lsn),
     s3vl._change_key_sql(s3vl.syncs, text), s3vl._key_sql(text[], text), s3vl._may_read_source(regclass, text[]),
     s3vl.reconcile_started(text, timestamptz, boolean), s3vl.reconcile_finished(bigint, timestamptz, jsonb),
-    s3vl.reconcile_source(text), s3vl.reconcile_fix_state(text, timestamptz, jsonb),
-    s3vl.reconcile_forget(text, timestamptz, text[]), s3vl.installed_migrations()
+    s3vl.reconcile_source(text), s3vl.reconcile_source_ids(text), s3vl.reconcile_source_rows(text, text[]),
+    s3vl.reconcile_fix_state(text, timestamptz, jsonb),
+    s3vl.reconcile_forget(text, timestamptz, text[]), s3vl.reconcile_forget_metadata(text, timestamptz, text[]),
+    s3vl.reconcile_cycle(text), s3vl.reconcile_snapshot_clear(text, int[]),
+    s3vl.reconcile_snapshot_put(text, text[], int[], text[], text[], text[], text[], int[], text[], boolean[]),
+    s3vl.reconcile_snapshot_forget(text, text[]),
+    s3vl.reconcile_cycle_advance(text, int, int[], timestamptz, jsonb, timestamptz), s3vl.installed_migrations()
     TO s3vl_worker;
 
 -- Workers of s3vl 0.1 ran as s3vl_admin and call the queue protocol's v1 functions: they keep

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from sync.cli import terminal
 from sync.cli.common import add_database_url, bounded, database_url, emf_on, print_json
 from sync.config import Settings
-from sync.errors import ConfigError
+from sync.errors import ConfigError, S3vlError
 
 if TYPE_CHECKING:
     from sync.cli.common import Subparsers
@@ -26,15 +26,19 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         apply=args.apply, force=args.force, max_reembed=settings.reconcile_max_reembed,
         policy=RetryPolicy(max_seconds=settings.aws_retry_seconds),
         max_delete_share=settings.reconcile_max_delete_share, segments=settings.reconcile_segments,
-        sample_size=settings.reconcile_sample_size,
+        segments_per_run=settings.reconcile_segments_per_run, sample_size=settings.reconcile_sample_size,
     )
     url = database_url(args, settings)
     stderr = terminal.console(stderr=True)
-    if stderr.is_terminal and not args.no_progress:
-        with reconcile_report.TerminalProgress(stderr) as bar:
-            reports = reconcile(url, options, args.sync or None, progress=bar)
-    else:
-        reports = reconcile(url, options, args.sync or None)
+    try:
+        if stderr.is_terminal and not args.no_progress:
+            with reconcile_report.TerminalProgress(stderr) as bar:
+                reports = reconcile(url, options, args.sync or None, progress=bar)
+        else:
+            reports = reconcile(url, options, args.sync or None)
+    except S3vlError as exc:  # before any sync's report (the database unreachable, an unknown sync)
+        _emit_reconcile_failure(args.sync or None, f"{type(exc).__name__}: {exc}", settings, to_stderr=args.json)
+        raise
     if settings.reconcile_metrics_file:
         write_metrics(settings.reconcile_metrics_file)
     if args.json:
@@ -55,6 +59,18 @@ def _emit_reconcile_emf(reports: list[ReconcileReport], settings: Settings, *, t
         emf.write(sys.stderr if to_stderr else sys.stdout, emf.reconcile_documents(reports, int(time.time() * 1000)))
 
 
+def _emit_reconcile_failure(syncs: list[str] | None, error: str, settings: Settings, *, to_stderr: bool) -> None:
+    """ReconcileFailed = 1 for the named syncs (Sync="*" for all), so the alarm covers a run that never started."""
+    import time
+
+    from sync.telemetry import emf
+
+    if emf_on(settings):
+        now = int(time.time() * 1000)
+        emf.write(sys.stderr if to_stderr else sys.stdout,
+                  [emf.failed_document(name, error, now) for name in (syncs or [emf.ALL_SYNCS])])
+
+
 def _add_reconcile_parser(sub: Subparsers) -> None:
     rec = sub.add_parser(
         "reconcile", help="find (and with --apply repair) orphaned, missing and stale vectors",
@@ -73,6 +89,9 @@ def _add_reconcile_parser(sub: Subparsers) -> None:
     rec.add_argument("--sync", action="append", metavar="NAME", help="only this sync (repeatable; default all)")
     rec.add_argument("--segments", dest="reconcile_segments", type=int, metavar="1-16",
                      help="parallel ListVectors segments (S3VL_RECONCILE_SEGMENTS, default 16)")
+    rec.add_argument("--segments-per-run", dest="reconcile_segments_per_run", type=int,
+                     metavar="K", help="rolling: list K of the 16 segments this run, continuing the cycle; "
+                     "16/K runs cover the index (S3VL_RECONCILE_SEGMENTS_PER_RUN; default: a full run)")
     rec.add_argument("--metrics-file", dest="reconcile_metrics_file", type=Path, metavar="FILE",
                      help="write Prometheus metrics here (textfile collector; S3VL_RECONCILE_METRICS_FILE)")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")

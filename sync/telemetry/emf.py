@@ -8,10 +8,13 @@ metric              unit     value                                              
 ==================  =======  ===========================================================  =========
 OutboxLagSeconds    Seconds  age of the oldest pending outbox row (0 when none is pending)  worker
 FailedRows          Count    outbox rows that exhausted their retries (status 'failed')    worker
-ReconcileDrift      Count    orphaned + missing + stale keys the run found, less the        reconcile
-                             missing/stale keys already waiting in the outbox (the worker
+ReconcileDrift      Count    orphaned + missing + stale + metadata-drift keys the run       reconcile
+                             found, less those already waiting in the outbox (the worker
                              has them: that is lag, not drift); repaired or not, as the
                              alarm says ("found drift ... it repaired it with --apply")
+ReconcileFailed     Count    1 when the run failed for this sync (its drift is unknown),   reconcile
+                             else 0; a run that failed before it knew its syncs (the
+                             database unreachable) reports it for Sync="*"
 ==================  =======  ===========================================================  =========
 
 One line per sync, e.g. (one line in reality)::
@@ -60,6 +63,10 @@ DIMENSION: Final = "Sync"
 OUTBOX_LAG_SECONDS: Final = "OutboxLagSeconds"
 FAILED_ROWS: Final = "FailedRows"
 RECONCILE_DRIFT: Final = "ReconcileDrift"
+RECONCILE_FAILED: Final = "ReconcileFailed"
+#: The Sync dimension of a reconcile failure that is not one sync's (no sync is named "*": see
+#: s3vl.create_sync's name rule).
+ALL_SYNCS: Final = "*"
 
 #: Every metric s3vl can emit and its CloudWatch unit (tests/unit/terraform/test_terraform.py checks that the
 #: alarms use exactly these names).
@@ -67,9 +74,10 @@ METRICS: Final[Mapping[str, str]] = {
     OUTBOX_LAG_SECONDS: "Seconds",
     FAILED_ROWS: "Count",
     RECONCILE_DRIFT: "Count",
+    RECONCILE_FAILED: "Count",
 }
 WORKER_METRICS: Final = (OUTBOX_LAG_SECONDS, FAILED_ROWS)
-RECONCILE_METRICS: Final = (RECONCILE_DRIFT,)
+RECONCILE_METRICS: Final = (RECONCILE_DRIFT, RECONCILE_FAILED)
 
 #: The units CloudWatch accepts (MetricDatum.Unit / EMF MetricDefinition.Unit).
 UNITS: Final = frozenset({
@@ -153,44 +161,49 @@ def worker_documents(status_rows: Iterable[Mapping[str, Any]], timestamp_ms: int
 
 
 def reconcile_drift(report: ReconcileReport) -> int:
-    """ReconcileDrift: orphaned + missing + stale found, less the keys already queued in the outbox.
+    """ReconcileDrift: orphaned + missing + stale + metadata drift found, less the keys already queued.
 
     ``state_drift`` is not counted: it is the worker's bookkeeping disagreeing with the index, not
     the table disagreeing with the index (the alarm's meaning), and it is always fixed in place.
     """
     total = 0
-    for cat in (Category.ORPHANED, Category.MISSING, Category.STALE):
+    for cat in (Category.ORPHANED, Category.MISSING, Category.STALE, Category.METADATA_DRIFT):
         result = report.category(cat)
         total += max(result.count - result.queued, 0)
     return total
 
 
-def reconcile_document(report: ReconcileReport, timestamp_ms: int) -> dict[str, Any] | None:
-    """The document of one sync's run; None when the run failed (its drift is unknown, not 0)."""
+def reconcile_document(report: ReconcileReport, timestamp_ms: int) -> dict[str, Any]:
+    """The document of one sync's run: ReconcileFailed, and ReconcileDrift unless it failed (then unknown, not 0)."""
     if report.error is not None:
-        return None
+        return failed_document(report.sync, report.error, timestamp_ms)
     props: dict[str, Any] = {
         "Orphaned": report.category(Category.ORPHANED).count,
         "Missing": report.category(Category.MISSING).count,
         "Stale": report.category(Category.STALE).count,
+        "MetadataDrift": report.category(Category.METADATA_DRIFT).count,
         "StateDrift": report.category(Category.STATE_DRIFT).count,
-        "Queued": report.category(Category.MISSING).queued + report.category(Category.STALE).queued,
+        "Queued": sum(report.category(c).queued for c in (Category.MISSING, Category.STALE, Category.METADATA_DRIFT)),
         "Remaining": report.remaining,
         "Applied": report.applied,
         "Refused": report.refused is not None,
     }
-    return document(report.sync, {RECONCILE_DRIFT: reconcile_drift(report)}, timestamp_ms, props)
+    if report.rolling is not None:
+        props["RollingCycle"] = report.rolling.cycle
+        props["CycleDone"] = round(report.rolling.done_share, 4)
+    return document(report.sync, {RECONCILE_DRIFT: reconcile_drift(report), RECONCILE_FAILED: 0}, timestamp_ms,
+                    props)
+
+
+def failed_document(sync: str, error: str, timestamp_ms: int) -> dict[str, Any]:
+    """ReconcileFailed = 1 for ``sync`` (or :data:`ALL_SYNCS`), with the error as a log field."""
+    return document(sync, {RECONCILE_FAILED: 1}, timestamp_ms, {"Error": error[:1000]})
 
 
 def reconcile_documents(reports: Iterable[ReconcileReport], now_ms: int) -> list[dict[str, Any]]:
-    """One document per successful run, stamped with the run's end (``now_ms`` if unknown)."""
-    docs = []
-    for report in reports:
-        ts = int(report.finished_at.timestamp() * 1000) if report.finished_at is not None else now_ms
-        doc = reconcile_document(report, ts)
-        if doc is not None:
-            docs.append(doc)
-    return docs
+    """One document per sync's run, stamped with the run's end (``now_ms`` if unknown)."""
+    return [reconcile_document(report, int(report.finished_at.timestamp() * 1000)
+                               if report.finished_at is not None else now_ms) for report in reports]
 
 
 def write(stream: IO[str], docs: Iterable[Mapping[str, Any]]) -> int:

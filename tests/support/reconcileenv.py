@@ -16,7 +16,11 @@ from typing import Any
 
 import psycopg
 
+from sync.datapath.contract import metadata_hash
+
 INDEX_ARN = "arn:aws:s3vectors:us-west-2:000000000000:bucket/rc-bucket/index/docs"
+#: The metadata hash the worker records for a vector of the docs sync (no declared columns, no text).
+NO_METADATA = metadata_hash({}, False)
 
 
 class FakeVectors:
@@ -96,11 +100,12 @@ def write_synced(conn: psycopg.Connection[Any], index: Any, ev: str, keys: Seque
             index.put(vkey, {"s3vl_id": key, "s3vl_ev": ev, "s3vl_hash": h, "s3vl_chunk": c})
         conn.execute(
             "INSERT INTO s3vl.sync_state (sync_name, key, content_hash, metadata_hash, embedding_version, "
-            "chunk_count, chunked, synced_at) VALUES (%s, %s, %s, 'm', %s, %s, %s, now() - interval '1 hour') "
+            "chunk_count, chunked, synced_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now() - interval '1 hour') "
             "ON CONFLICT (sync_name, key) DO UPDATE SET content_hash = excluded.content_hash, "
+            "metadata_hash = excluded.metadata_hash, "
             "embedding_version = excluded.embedding_version, chunk_count = excluded.chunk_count, "
             "chunked = excluded.chunked, synced_at = excluded.synced_at",
-            (sync, key, h, ev, n, chunks is not None))
+            (sync, key, h, NO_METADATA, ev, n, chunks is not None))
 
 
 def drain_outbox(conn: psycopg.Connection[Any], index: Any, ev: str, chunks: int | None = None,
@@ -124,3 +129,22 @@ def drain_outbox(conn: psycopg.Connection[Any], index: Any, ev: str, chunks: int
 
 def counts(report: Any) -> dict[str, int]:
     return {name: r.count for name, r in report.categories.items()}
+
+
+def inject_everything(conn: psycopg.Connection[Any], index: FakeVectors) -> None:
+    """One case of each kind (of 50 synced rows); the expected counts are in test_run.py's
+    test_each_category_exact_counts."""
+    for k in ("1", "2"):                      # vectors deleted behind s3vl's back
+        del index.vectors[k]
+    for k in ("x1", "x2", "x3"):              # vectors with keys no source row has
+        index.put(k, {"s3vl_ev": "zzz"})
+    index.vectors["3"]["s3vl_hash"] = "0" * 32  # a vector written from other text
+    index.vectors["4"]["s3vl_ev"] = "oldversion"  # a vector from an older embedding version
+    index.vectors["9"]["color"] = "red"  # metadata another tool wrote (text, hash and version current)
+    # rows changed / deleted while capture was off (a lost slot, a restored backup)
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("UPDATE public.docs SET body = 'rewritten' WHERE id = 5")
+    conn.execute("DELETE FROM public.docs WHERE id = 6")
+    conn.execute("SET session_replication_role = origin")
+    conn.execute("DELETE FROM s3vl.sync_state WHERE key = '7'")                 # state lost
+    conn.execute("UPDATE s3vl.sync_state SET content_hash = 'wrong' WHERE key = '8'")  # state wrong

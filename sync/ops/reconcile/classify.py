@@ -29,13 +29,24 @@ class SyncTarget:
     problem: str | None = None  # why this sync cannot be reconciled (reported as its error)
 
 
-def build(db: Database, target: SyncTarget, scan_started_at: datetime) -> None:
-    """Create the classification tables for one sync from the scan table."""
-    params = {"sync": target.name, "ev": target.embedding_version, "since": scan_started_at,
-              "chunked": target.chunked}
-    for step in ("classify_drop", "classify_source", "classify_source_analyze", "classify_vectors",
-                 "classify_vectors_analyze", "classify_index", "classify_index_analyze", "classify_keys",
-                 "classify_keys_analyze"):
+def start_full(db: Database, target: SyncTarget) -> None:
+    """A full run judges every key: an empty scope, and every source row read."""
+    for step in ("scope_drop", "scope_create", "classify_drop", "classify_source"):
+        db.execute(step, {"sync": target.name})
+
+
+def build(db: Database, target: SyncTarget, since: datetime, scoped: bool = False) -> None:
+    """Create the classification tables for one sync from the scan and source tables.
+
+    Before it, :func:`start_full` (or a rolling run, with ``scoped``: it fills ``s3vl_rc_scope``
+    with the keys it judges and ``s3vl_rc_src`` with their source rows) prepared the inputs.
+    ``since`` is when the listing began: keys the worker wrote later are not judged.
+    """
+    params = {"sync": target.name, "ev": target.embedding_version, "since": since,
+              "chunked": target.chunked, "scoped": scoped}
+    for step in ("classify_source_analyze", "classify_state", "classify_state_index", "classify_state_analyze",
+                 "classify_vectors", "classify_vectors_analyze", "classify_index", "classify_index_analyze",
+                 "classify_keys", "classify_keys_analyze"):
         db.execute(step, params)
 
 
@@ -44,6 +55,7 @@ class Counts:
     categories: dict[str, CategoryResult]
     source_rows: int
     state_rows: int
+    judged_vectors: int
 
 
 def counts(db: Database, sync_name: str, sample_size: int) -> Counts:
@@ -55,9 +67,11 @@ def counts(db: Database, sync_name: str, sample_size: int) -> Counts:
         n = int(row[cat.value])
         sample = [str(r["key"]) for r in db.all(f"sample_{cat.value}", {"limit": sample_size})] if n else []
         cats[cat.value] = CategoryResult(count=n, sample=sample)
-    if row["missing"] or row["stale"]:
+    queueable = (Category.MISSING, Category.STALE, Category.METADATA_DRIFT)
+    if any(row[c.value] for c in queueable):
         queued = db.one("classify_queued", {"sync": sync_name})
         assert queued is not None
-        cats[Category.MISSING.value].queued = int(queued["missing"])
-        cats[Category.STALE.value].queued = int(queued["stale"])
-    return Counts(categories=cats, source_rows=int(row["source_rows"]), state_rows=int(row["state_rows"]))
+        for c in queueable:
+            cats[c.value].queued = int(queued[c.value])
+    return Counts(categories=cats, source_rows=int(row["source_rows"]), state_rows=int(row["state_rows"]),
+                  judged_vectors=int(row["judged_vectors"]))

@@ -12,6 +12,9 @@ Categories (per sync):
 * ``stale``     - source rows whose vectors carry another embedding version (``s3vl_ev``) or
   another content hash (``s3vl_hash``) than the row's current one; repaired by enqueueing,
   at most ``--max-reembed`` per run (a rolling re-embed).
+* ``metadata_drift`` - source rows whose vectors carry current text, hash and version but other
+  metadata than the row's declared columns (written by another tool, or by an old s3vl); repaired
+  by a metadata-only re-put (the worker reads the vectors back: no embedding call).
 * ``state_drift`` - ``s3vl.sync_state`` rows that disagree with the index (after orphans are
   removed): a state row without vectors, vectors without a state row, or a different hash,
   version or chunk count; repaired by making the state row describe what the index holds, so
@@ -37,6 +40,7 @@ class Category(enum.StrEnum):
     ORPHANED = "orphaned"
     MISSING = "missing"
     STALE = "stale"
+    METADATA_DRIFT = "metadata_drift"
     STATE_DRIFT = "state_drift"
 
 
@@ -45,6 +49,7 @@ REPAIR = {
     Category.ORPHANED: "DeleteVectors",
     Category.MISSING: "enqueue",
     Category.STALE: "enqueue (re-embed)",
+    Category.METADATA_DRIFT: "enqueue (re-put metadata)",
     Category.STATE_DRIFT: "correct state",
 }
 
@@ -65,7 +70,7 @@ class CategoryResult:
     count: int = 0
     sample: list[str] = field(default_factory=list)
     repaired: int = 0
-    #: keys of this category already waiting in the outbox (missing/stale: a worker will fix them)
+    #: keys of this category already waiting in the outbox (a worker will fix them)
     queued: int = 0
 
     @property
@@ -108,6 +113,22 @@ def check_delete_share(orphans: int, index_vectors: int, max_share: float, force
 
 
 @dataclass
+class RollingProgress:
+    """Where a rolling run left its cycle."""
+
+    cycle: int  # the cycle this run belongs to
+    listed_segments: list[int]  # the segments this run listed (of 16)
+    cycle_segments_done: int  # segments of the cycle listed so far, this run's included
+    cycle_segments: int = 16
+    judged: str = "share"  # "share": its keys; "all": completed the first snapshot; "none": snapshot incomplete
+    cycle_complete: bool = False  # this run listed the cycle's last segment
+
+    @property
+    def done_share(self) -> float:
+        return self.cycle_segments_done / self.cycle_segments
+
+
+@dataclass
 class ReconcileReport:
     """One sync's reconcile result; serialised as-is into ``s3vl.reconcile_runs.report``."""
 
@@ -118,7 +139,8 @@ class ReconcileReport:
     applied: bool
     started_at: datetime
     finished_at: datetime | None = None
-    index_vectors: int = 0
+    index_vectors: int = 0  # vectors listed by this run
+    judged_vectors: int = 0  # vectors the classification judged (a rolling run: from the snapshot)
     source_rows: int = 0
     state_rows: int = 0
     segments: int = 0
@@ -132,6 +154,8 @@ class ReconcileReport:
     deferred_stale: int = 0
     refused: str | None = None
     error: str | None = None
+    #: a rolling run (--segments-per-run): see :class:`RollingProgress`
+    rolling: RollingProgress | None = None
 
     def category(self, cat: Category) -> CategoryResult:
         return self.categories[cat.value]
@@ -161,6 +185,8 @@ class ReconcileReport:
         data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
         for name, result in data["categories"].items():
             result["remaining"] = self.categories[name].remaining if self.applied else result["count"]
+        if self.rolling is not None:
+            data["rolling"]["done_share"] = self.rolling.done_share
         data["drift"] = self.drift
         data["remaining"] = self.remaining
         data["exit_code"] = int(self.exit_code())
@@ -171,12 +197,17 @@ def report_from_dict(data: Mapping[str, Any]) -> ReconcileReport:
     """Inverse of :meth:`ReconcileReport.to_dict` (for ``s3vl status`` and tests)."""
     fields = {k: v for k, v in data.items() if k in ReconcileReport.__dataclass_fields__}
     fields["started_at"] = datetime.fromisoformat(data["started_at"])
+    if data.get("rolling"):
+        fields["rolling"] = RollingProgress(**{k: v for k, v in data["rolling"].items()
+                                               if k in RollingProgress.__dataclass_fields__})
     fields["finished_at"] = datetime.fromisoformat(data["finished_at"]) if data.get("finished_at") else None
     fields["categories"] = {
         name: CategoryResult(count=r["count"], sample=list(r["sample"]), repaired=r.get("repaired", 0),
                              queued=r.get("queued", 0))
         for name, r in data["categories"].items()
     }
+    for cat in Category:  # reports of older versions lack newer categories
+        fields["categories"].setdefault(cat.value, CategoryResult())
     return ReconcileReport(**fields)
 
 
@@ -214,6 +245,13 @@ def render(reports: list[ReconcileReport], console: Console, sample_size: int = 
             count = f"{res.count} ({res.queued} queued)" if res.queued else str(res.count)
             table.add_row(cat.value, count, repaired, sample)
         console.print(table)
+        if r.rolling is not None:
+            p = r.rolling
+            judged = {"share": "judged their keys", "all": "completed the first snapshot: judged every key",
+                      "none": "snapshot not complete yet: nothing judged"}[p.judged]
+            console.print(f"rolling cycle {p.cycle}: listed segments {', '.join(map(str, p.listed_segments))} "
+                          f"({judged}); {p.cycle_segments_done}/{p.cycle_segments} of the cycle done"
+                          + ("; cycle complete" if p.cycle_complete else ""))
         console.print(
             f"index vectors {r.index_vectors}  source rows {r.source_rows}  state rows {r.state_rows}  "
             f"segments {r.segments}  pages {r.pages}  scan {r.scan_seconds:.1f}s  "

@@ -3,7 +3,8 @@
 Per sync, one straight line:
 
     scan the index (ListVectors, 16 segments, COPY into a temp table)      scan.py
-    -> classify in SQL (orphaned / missing / stale / state drift)           classify.py
+      (or, rolling: K segments, refreshing a snapshot of the others)        rolling.py
+    -> classify in SQL (orphaned / missing / stale / metadata / state)      classify.py
     -> report (exact counts, sample keys)                                   report.py
     -> with --apply: safety limit -> fix state -> delete orphans -> enqueue
     -> record the run in s3vl.reconcile_runs (shown by s3vl.sync_status) and metrics.
@@ -35,7 +36,7 @@ from sync.aws.retry import RetryPolicy
 from sync.aws.s3vectors import VectorStore
 from sync.db.connection import Database
 from sync.errors import ReconcileError, S3vlError, UnknownSyncError
-from sync.ops.reconcile import classify
+from sync.ops.reconcile import classify, rolling
 from sync.ops.reconcile.report import Category, ReconcileReport, check_delete_share
 from sync.ops.reconcile.scan import MAX_SEGMENTS, boto3_lister, create_scan_table, scan_into
 
@@ -64,6 +65,8 @@ class ReconcileOptions:
     max_reembed: int | None = None
     max_delete_share: float = 0.10
     segments: int = MAX_SEGMENTS
+    #: a rolling run: list this many of the 16 segments, continuing the cycle (None: a full run)
+    segments_per_run: int | None = None
     sample_size: int = 10
     page_size: int = 1000
 
@@ -169,15 +172,19 @@ def reconcile_one(
         if target.problem:
             raise ReconcileError(target.problem)
         locked = _lock(db, target.name)
-        _scan_and_classify(db, target, client, options, report, progress)
-        if options.apply:
-            _repair(db, target, client, options, report)
+        if options.segments_per_run is None:
+            _scan_and_classify(db, target, client, options, report, progress)
+            if options.apply:
+                _repair(db, target, client, options, report, report.started_at)
+        else:
+            _rolling(db, target, client, options, report, progress)
     except (BotoCoreError, ClientError, S3vlError) as exc:
         report.error = f"{type(exc).__name__}: {str(exc).strip()}"
         bound.error("reconcile.failed", error=report.error)
     finally:
         if locked:
             db.execute("reconcile_unlock", {"sync": target.name})
+        db.execute("rolling_drop")
     report.finished_at = _db_now(db)
     db.execute("reconcile_finished", {"id": run_id, "finished_at": report.finished_at,
                                       "report": json.dumps(report.to_dict(), default=str)})
@@ -209,15 +216,48 @@ def _scan_and_classify(
     lister = boto3_lister(client, target.index_arn, options.page_size, options.policy)
     stats = scan_into(db, lister, options.segments, advance)
     report.index_vectors, report.pages, report.scan_seconds = stats.vectors, stats.pages, stats.seconds
-
     t0 = time.monotonic()
-    classify.build(db, target, report.started_at)
+    classify.start_full(db, target)
+    _classify(db, target, options, report, report.started_at, scoped=False)
+    report.classify_seconds = time.monotonic() - t0
+
+
+def _classify(db: Database, target: classify.SyncTarget, options: ReconcileOptions, report: ReconcileReport,
+              since: datetime, scoped: bool) -> None:
+    t0 = time.monotonic()
+    classify.build(db, target, since, scoped)
     counts = classify.counts(db, target.name, options.sample_size)
     report.categories = counts.categories
     report.source_rows, report.state_rows = counts.source_rows, counts.state_rows
-    report.classify_seconds = time.monotonic() - t0
-    log.info("reconcile.classified", sync=target.name, seconds=round(report.classify_seconds, 2),
+    report.judged_vectors = counts.judged_vectors
+    log.info("reconcile.classified", sync=target.name, seconds=round(time.monotonic() - t0, 2),
              **{name: r.count for name, r in report.categories.items()})
+
+
+def _rolling(
+    db: Database,
+    target: classify.SyncTarget,
+    client: Any,
+    options: ReconcileOptions,
+    report: ReconcileReport,
+    progress: ProgressFactory | None,
+) -> None:
+    """A rolling run: K segments listed, their keys judged and repaired, the cycle advanced."""
+    assert options.segments_per_run is not None
+    expected = db.value("reconcile_expected_vectors", {"sync": target.name})
+    share = options.segments_per_run / MAX_SEGMENTS
+    advance = progress(target.name, int(expected * share) if expected else None) if progress else None
+    lister = boto3_lister(client, target.index_arn, options.page_size, options.policy)
+    cycle, segs, since, scoped = rolling.scan_and_scope(db, target, lister, options.segments_per_run, report,
+                                                        advance)
+    if since is not None:
+        t0 = time.monotonic()
+        _classify(db, target, options, report, since, scoped)
+        report.classify_seconds += time.monotonic() - t0
+        if options.apply:
+            _repair(db, target, client, options, report, report.started_at)
+    report.finished_at = _db_now(db)
+    rolling.advance_cycle(db, target, cycle, segs, report)
 
 
 def _repair(
@@ -226,34 +266,36 @@ def _repair(
     client: Any,
     options: ReconcileOptions,
     report: ReconcileReport,
+    since: datetime,
 ) -> None:
+    """Repair what the classification found; ``since``: rows the worker wrote later are left alone."""
     # Refusal stops every repair, not only the deletes: a database that would delete much of the
     # index (a wrong URL, an old backup) must not enqueue or rewrite state against it either.
+    # The share is of the vectors judged (all listed ones in a full run, the run's share in a rolling one).
     orphans = report.category(Category.ORPHANED).count
-    decision = check_delete_share(orphans, report.index_vectors, options.max_delete_share, options.force)
+    decision = check_delete_share(orphans, report.judged_vectors, options.max_delete_share, options.force)
     if not decision.allowed:
         report.refused = decision.reason
-        log.warning("reconcile.refused", sync=target.name, orphans=orphans, vectors=report.index_vectors,
+        log.warning("reconcile.refused", sync=target.name, orphans=orphans, vectors=report.judged_vectors,
                     share=round(decision.share, 4), limit=decision.limit)
         return
     t0 = time.monotonic()
     # 1. state rows describe the index (so the worker's diff re-embeds exactly what is needed)
-    fixed = _fix_state(db, target, report.started_at, report.category(Category.STATE_DRIFT).count)
+    fixed = _fix_state(db, target, since, report.category(Category.STATE_DRIFT).count)
     report.category(Category.STATE_DRIFT).repaired = fixed
     # 2. orphans go, then the state rows of their deleted source rows
-    report.category(Category.ORPHANED).repaired = _delete_orphans(db, target, client, report.started_at,
-                                                                  options.policy)
-    # 3. missing and stale keys are queued for the worker (stale ones at most max_reembed per run)
-    #    (keys already pending in the outbox count as repaired: the worker has them)
-    missing, stale = _enqueue(db, target, options.max_reembed)
-    for cat, enqueued in ((Category.MISSING, missing), (Category.STALE, stale)):
+    report.category(Category.ORPHANED).repaired = _delete_orphans(db, target, client, since, options.policy)
+    # 3. missing, metadata-drift and stale keys are queued for the worker (stale ones at most
+    #    max_reembed per run); keys already pending in the outbox count as repaired: the worker has them
+    enqueued = _enqueue(db, target, since, options.max_reembed)
+    for cat, n in enqueued.items():
         result = report.category(cat)
-        result.repaired = min(result.count, enqueued + result.queued)
+        result.repaired = min(result.count, n + result.queued)
     report.deferred_stale = report.category(Category.STALE).remaining
     report.repair_seconds = time.monotonic() - t0
     log.info("reconcile.repaired", sync=target.name, state_fixed=fixed,
-             deleted=report.category(Category.ORPHANED).repaired, enqueued_missing=missing,
-             enqueued_stale=stale, deferred_stale=report.deferred_stale)
+             deleted=report.category(Category.ORPHANED).repaired, deferred_stale=report.deferred_stale,
+             **{f"enqueued_{cat.value}": n for cat, n in enqueued.items()})
 
 
 def _fix_state(db: Database, target: classify.SyncTarget, since: datetime, drift: int) -> int:
@@ -295,11 +337,16 @@ def _delete_orphans(db: Database, target: classify.SyncTarget, client: Any, sinc
     return deleted
 
 
-def _enqueue(db: Database, target: classify.SyncTarget, max_reembed: int | None) -> tuple[int, int]:
+def _enqueue(db: Database, target: classify.SyncTarget, since: datetime,
+             max_reembed: int | None) -> dict[Category, int]:
+    """Queue missing, metadata-drift and stale keys; how many of each were queued."""
     db.execute("enqueue_work", {"sync": target.name, "max_stale": max_reembed})
     row = db.one("enqueue_count")
     assert row is not None
-    total, stale = int(row["total"]), int(row["stale"])
+    total, stale, metadata = int(row["total"]), int(row["stale"]), int(row["metadata_drift"])
     for start in range(0, total, ENQUEUE_KEYS):
-        db.execute("enqueue_batch", {"sync": target.name, "start": start, "end": start + ENQUEUE_KEYS})
-    return total - stale, stale
+        batch = {"sync": target.name, "since": since, "start": start, "end": start + ENQUEUE_KEYS}
+        if metadata:
+            db.execute("enqueue_metadata", batch)  # first: the worker then re-puts their metadata
+        db.execute("enqueue_batch", batch)
+    return {Category.MISSING: total - stale - metadata, Category.METADATA_DRIFT: metadata, Category.STALE: stale}

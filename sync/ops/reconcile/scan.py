@@ -1,8 +1,9 @@
 """List a whole S3 Vectors index into a PostgreSQL temporary table, without holding it in memory.
 
 ListVectors is called for every segment (``segmentCount`` up to 16, one thread per segment),
-each paging with ``nextToken`` to its end. Pages flow through a small bounded queue to the one
-thread that owns the database connection, which streams them into the table with COPY. So at
+each paging with ``nextToken`` to its end (a rolling run lists only some of the 16 segments).
+Pages flow through a small bounded queue to the one thread that owns the database connection,
+which streams them into the table with COPY. So at
 any moment Python holds at most ``queue_pages + segments`` pages (of <= 1000 vectors), whatever
 the size of the index; the listing itself lives in PostgreSQL, where SQL joins it with the source.
 
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import structlog
 
 from sync.aws.retry import RetryPolicy
+from sync.datapath.contract import metadata_hash
 from sync.db.connection import Database
 from sync.db.queries import query
 
@@ -33,8 +35,8 @@ log = structlog.get_logger(__name__)
 MAX_SEGMENTS = 16
 MAX_PAGE_SIZE = 1000
 
-#: One listed vector: key, s3vl_id, s3vl_ev, s3vl_hash, s3vl_chunk, segment.
-ScanRow = tuple[str, str | None, str | None, str | None, int | None, int]
+#: One listed vector: key, s3vl_id, s3vl_ev, s3vl_hash, s3vl_chunk, segment, metadata hash.
+ScanRow = tuple[str, str | None, str | None, str | None, int | None, int, str]
 
 
 class PageLister(Protocol):
@@ -79,10 +81,16 @@ def _chunk(value: object) -> int | None:
 
 
 def to_row(vector: Mapping[str, Any], segment: int) -> ScanRow:
-    """The scan row of one ListVectors entry; metadata values that are not ours become NULL."""
+    """The scan row of one ListVectors entry; metadata values that are not ours become NULL.
+
+    The metadata hash is the worker's :func:`~sync.datapath.contract.metadata_hash` of what the
+    vector carries (its declared columns, and whether it stores its text), so SQL can compare it
+    with the hash the worker recorded in ``s3vl.sync_state`` (metadata drift).
+    """
     meta = vector.get("metadata") or {}
     if not isinstance(meta, Mapping):
         meta = {}
+    declared = {k: v for k, v in meta.items() if not str(k).startswith("s3vl_")}
     return (
         str(vector["key"]),
         _text(meta.get("s3vl_id")),
@@ -90,6 +98,7 @@ def to_row(vector: Mapping[str, Any], segment: int) -> ScanRow:
         _text(meta.get("s3vl_hash")),
         _chunk(meta.get("s3vl_chunk")),
         segment,
+        metadata_hash(declared, "s3vl_text" in meta),
     )
 
 
@@ -142,15 +151,18 @@ _Item = list[ScanRow] | _Done | _Failed
 
 
 def iter_pages(
-    lister: PageLister, segments: int, queue_pages: int = 32
+    lister: PageLister, segments: int, queue_pages: int = 32, only: Sequence[int] | None = None
 ) -> Generator[tuple[int, list[ScanRow]], None, None]:
-    """Yield ``(segment, rows)`` pages from all segments listed in parallel threads.
+    """Yield ``(segment, rows)`` pages from all segments (or ``only`` these) listed in parallel threads.
 
     Memory is bounded by the queue (``queue_pages`` pages) plus one page in flight per thread.
     Closing the iterator early (or an error in a segment) stops all threads.
     """
     if not 1 <= segments <= MAX_SEGMENTS:
         raise ValueError(f"segments must be 1..{MAX_SEGMENTS}")
+    listed = list(range(segments)) if only is None else list(only)
+    if not listed or any(not 0 <= s < segments for s in listed):
+        raise ValueError(f"segments to list must be within 0..{segments - 1}")
     q: queue.Queue[_Item] = queue.Queue(maxsize=queue_pages)
     stop = threading.Event()
 
@@ -179,14 +191,12 @@ def iter_pages(
         except BaseException as exc:  # handed to the consumer, which raises it
             put(_Failed(segment, exc))
 
-    threads = [
-        threading.Thread(target=run, args=(s,), name=f"s3vl-scan-{s}", daemon=True) for s in range(segments)
-    ]
+    threads = [threading.Thread(target=run, args=(s,), name=f"s3vl-scan-{s}", daemon=True) for s in listed]
     for t in threads:
         t.start()
     done = 0
     try:
-        while done < segments:
+        while done < len(listed):
             item = q.get()
             if isinstance(item, _Done):
                 done += 1
@@ -214,8 +224,9 @@ def scan_into(
     progress: Callable[[int], None] | None = None,
     queue_pages: int = 32,
     rows_per_statement: int = 200_000,
+    only: Sequence[int] | None = None,
 ) -> ScanStats:
-    """Stream every vector of the index into the scan table with COPY; returns the scan's counts.
+    """Stream every vector of the index (of segments ``only``) into the scan table with COPY.
 
     ``progress`` is called with the number of vectors of each page as it is written. The COPY
     is ended and restarted every ``rows_per_statement`` rows, so that (on an autocommit
@@ -224,7 +235,7 @@ def scan_into(
     """
     stats = ScanStats(segments=segments, per_segment=[0] * segments)
     started = time.monotonic()
-    pages = iter_pages(lister, segments, queue_pages)
+    pages = iter_pages(lister, segments, queue_pages, only)
     with contextlib.closing(pages), db.cursor("reconcile scan") as cur, contextlib.ExitStack() as stack:
         copy: Any = None  # the COPY in progress (psycopg's)
         in_statement = 0

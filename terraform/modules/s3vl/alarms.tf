@@ -4,8 +4,10 @@
 # metric format (EMF) log lines:
 #   OutboxLagSeconds  age of the oldest pending outbox row        (worker, every S3VL_EMF_INTERVAL_SECONDS)
 #   FailedRows        outbox rows that exhausted their retries    (worker, every S3VL_EMF_INTERVAL_SECONDS)
-#   ReconcileDrift    orphans + missing + stale keys found        (reconcile, each run; keys already
-#                     queued in the outbox are lag, not drift)    see sync/emf.py
+#   ReconcileDrift    orphans + missing + stale + metadata-drift  (reconcile, each run; keys already
+#                     keys found                                  queued in the outbox are lag, not drift)
+#   ReconcileFailed   1 when a run failed for the sync (Sync="*": (reconcile, each run)
+#                     the run failed before it knew its syncs)    see sync/telemetry/emf.py
 # ---------------------------------------------------------------------------------------------------
 
 locals {
@@ -143,6 +145,26 @@ resource "aws_cloudwatch_metric_alarm" "reconcile_drift" {
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.reconcile_drift_alarm_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "reconcile_failed" {
+  # every sync, and "*": a run that failed before it knew its syncs (the database unreachable)
+  for_each = var.reconcile_enabled ? setunion(local.syncs, ["*"]) : toset([])
+
+  alarm_name          = each.key == "*" ? "${var.name}-reconcile-failed" : "${var.name}-${each.key}-reconcile-failed"
+  alarm_description   = each.key == "*" ? "The reconcile job failed before it reached any sync (see its log group)." : "Sync ${each.key}: the reconcile job failed for this sync; its drift is unknown (see the reconcile log group)."
+  namespace           = local.metric_namespace
+  metric_name         = "ReconcileFailed"
+  dimensions          = { Sync = each.key }
+  statistic           = "Maximum"
+  period              = 3600
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = 1
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions

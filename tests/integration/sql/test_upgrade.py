@@ -105,7 +105,7 @@ def upgraded(pg_cluster: TestCluster, tmp_path: Path) -> Iterator[str]:
             c.execute(f"GRANT SELECT ON products, notes TO {OLD_WORKER}")
         report = schema.install(url)
         assert report.changed == [], "the upgrade reports 0.1's migrations as edited"
-        assert report.applied == ["incremental/203-sync-trust.sql"]
+        assert report.applied == ["incremental/203-sync-trust.sql", "incremental/204-reconcile-rolling.sql"]
         yield url
     finally:
         pg_cluster.drop_database(url)

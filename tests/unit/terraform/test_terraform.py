@@ -710,10 +710,13 @@ def test_alarms() -> None:
     sync_metrics = {}
     for name, alarm in alarms.items():
         if alarm.get("namespace") == "${local.metric_namespace}":
-            assert alarm["for_each"] == "${local.syncs}", name
+            if alarm["metric_name"] == "ReconcileFailed":  # also Sync="*": the run failed before any sync
+                assert alarm["for_each"] == '${var.reconcile_enabled ? setunion(local.syncs, ["*"]) : toset([])}'
+            else:
+                assert alarm["for_each"] == "${local.syncs}", name
             assert alarm["dimensions"] == {"Sync": "${each.key}"}, name
             sync_metrics[alarm["metric_name"]] = alarm
-    assert set(sync_metrics) == {"OutboxLagSeconds", "FailedRows", "ReconcileDrift"}
+    assert set(sync_metrics) == {"OutboxLagSeconds", "FailedRows", "ReconcileDrift", "ReconcileFailed"}
     assert sync_metrics["OutboxLagSeconds"]["threshold"] == "${var.lag_alarm_threshold_seconds}"
     for name, alarm in alarms.items():
         assert alarm.get("alarm_description"), name

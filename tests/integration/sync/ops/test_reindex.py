@@ -82,13 +82,13 @@ def test_reindex_switches_only_when_complete(
                         "WHERE sync_name = 'docs'", (ev,)).fetchone() == (30, 30)
     # the sync now reconciles clean against the new index (the edit included)
     assert done.verify is not None
-    assert counts(done.verify) == {"orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+    assert counts(done.verify) == {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
     from sync.ops.reconcile.run import ReconcileOptions, reconcile
 
     conn.execute("DELETE FROM s3vl.outbox WHERE sync_name = 'docs'")  # the old sync's own pass of the edit
     (after,) = reconcile(db_url, ReconcileOptions(), ["docs"])
     assert after.index_arn == new_arn
-    assert counts(after) == {"orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+    assert counts(after) == {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
     # the old index is kept unless --drop-old
     assert s3v.get_index(indexArn=old_arn)["index"]["dimension"] == 4
 
@@ -159,6 +159,6 @@ def test_reindex_with_the_real_worker(db_url: str, endpoint: EndpointHandle, aws
     env.drain()  # whatever the old sync still had queued now goes to the new index
     env.assert_converged()
     (after,) = reconcile(db_url, ReconcileOptions(), ["products"])
-    assert counts(after) == {"orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+    assert counts(after) == {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
     vectors = endpoint.client("s3vectors").get_vectors(indexArn=arn, keys=["4"], returnData=True)["vectors"]
     assert len(vectors[0]["data"]["float32"]) == 512

@@ -130,7 +130,9 @@ def test_reconcile_writes_drift_found_per_sync(env: SyncEnv) -> None:
     assert dry.returncode == 3, dry.stderr  # drift found, not repaired
     (doc,) = emf_lines(dry.stdout)  # human report + EMF on stdout
     assert doc["_aws"]["CloudWatchMetrics"][0] == {"Namespace": "s3vl", "Dimensions": [["Sync"]],
-                                                   "Metrics": [{"Name": "ReconcileDrift", "Unit": "Count"}]}
+                                                   "Metrics": [{"Name": "ReconcileDrift", "Unit": "Count"},
+                                                               {"Name": "ReconcileFailed", "Unit": "Count"}]}
+    assert doc["ReconcileFailed"] == 0
     assert doc["Sync"] == "products"
     assert doc["ReconcileDrift"] == 2
     assert doc["Missing"] == 2
@@ -189,3 +191,16 @@ def test_publisher_never_stops_the_worker(env: SyncEnv) -> None:
     assert unreachable.lines == 0
     with pytest.raises(ValueError, match="positive"):
         EmfPublisher(env.db_url, 0)
+
+
+def test_a_reconcile_that_cannot_start_reports_failed_for_all_syncs(env: SyncEnv) -> None:
+    down = s3vl(env, "reconcile", "--no-progress", "--database-url", "postgresql://nobody@127.0.0.1:1/none", **ECS)
+    assert down.returncode == 1
+    assert "Traceback" not in down.stderr
+    (doc,) = emf_lines(down.stdout)
+    assert (doc["Sync"], doc["ReconcileFailed"]) == ("*", 1)
+    assert "ReconcileDrift" not in doc
+    unknown = s3vl(env, "reconcile", "--no-progress", "--sync", "nosuch", **ECS)
+    assert unknown.returncode != 0
+    (doc,) = emf_lines(unknown.stdout)
+    assert (doc["Sync"], doc["ReconcileFailed"]) == ("nosuch", 1)

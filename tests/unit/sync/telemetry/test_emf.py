@@ -81,7 +81,7 @@ def test_line_is_one_compact_json_line() -> None:
 
 
 def test_every_metric_has_a_cloudwatch_unit() -> None:
-    assert set(emf.METRICS) == {"OutboxLagSeconds", "FailedRows", "ReconcileDrift"}
+    assert set(emf.METRICS) == {"OutboxLagSeconds", "FailedRows", "ReconcileDrift", "ReconcileFailed"}
     assert set(emf.WORKER_METRICS) | set(emf.RECONCILE_METRICS) == set(emf.METRICS)
     assert emf.METRICS["OutboxLagSeconds"] == "Seconds"
     assert emf.METRICS["FailedRows"] == emf.METRICS["ReconcileDrift"] == "Count"
@@ -155,7 +155,9 @@ def test_reconcile_drift_counts_found_orphans_missing_stale_less_queued() -> Non
     assert doc is not None
     assert_valid_emf(doc)
     assert doc["ReconcileDrift"] == 9
-    assert doc["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "ReconcileDrift", "Unit": "Count"}]
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "ReconcileDrift", "Unit": "Count"},
+                                                              {"Name": "ReconcileFailed", "Unit": "Count"}]
+    assert doc["ReconcileFailed"] == 0
     assert (doc["Orphaned"], doc["Missing"], doc["Stale"], doc["StateDrift"], doc["Queued"]) == (4, 5, 3, 7, 3)
     assert doc["Applied"] is True
     assert doc["Remaining"] == 2
@@ -172,7 +174,11 @@ def test_reconcile_clean_refused_and_failed_runs() -> None:
     assert refused is not None
     assert refused["ReconcileDrift"] == 900
     assert refused["Refused"] is True
-    assert emf.reconcile_document(_report(error="ReconcileError: boom", orphaned=(1, 0, 0)), TS) is None
+    failed = emf.reconcile_document(_report(error="ReconcileError: boom", orphaned=(1, 0, 0)), TS)
+    assert_valid_emf(failed)
+    assert failed["ReconcileFailed"] == 1
+    assert "ReconcileDrift" not in failed  # unknown, not 0
+    assert failed["Error"] == "ReconcileError: boom"
     only_queued = _report(missing=(6, 6, 6))  # a backlog the worker has not reached yet is lag, not drift
     assert emf.reconcile_drift(only_queued) == 0
 
@@ -183,9 +189,15 @@ def test_reconcile_documents_use_the_run_end_as_timestamp() -> None:
     unfinished = _report()
     unfinished.finished_at = None
     docs = emf.reconcile_documents([ok, failed, unfinished], now_ms=TS)
-    assert len(docs) == 2
+    assert [d["ReconcileFailed"] for d in docs] == [0, 1, 0]
     assert docs[0]["_aws"]["Timestamp"] == int(datetime(2026, 11, 22, 3, 5, tzinfo=UTC).timestamp() * 1000)
-    assert docs[1]["_aws"]["Timestamp"] == TS
+    assert docs[2]["_aws"]["Timestamp"] == TS
+
+
+def test_a_run_that_failed_before_knowing_its_syncs_reports_all() -> None:
+    doc = emf.failed_document(emf.ALL_SYNCS, "DatabaseError: could not connect", TS)
+    assert_valid_emf(doc)
+    assert (doc["Sync"], doc["ReconcileFailed"]) == ("*", 1)
 
 
 @pytest.mark.parametrize(

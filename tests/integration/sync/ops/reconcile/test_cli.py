@@ -19,7 +19,7 @@ import pytest
 
 from sync.ops.reconcile.run import ReconcileOptions, reconcile
 from tests.support.endpoint import DUMMY_KEY, REGION, EndpointHandle
-from tests.support.reconcileenv import create_docs_sync, drain_outbox, write_synced
+from tests.support.reconcileenv import NO_METADATA, create_docs_sync, drain_outbox, write_synced
 
 
 class EndpointIndex:
@@ -98,7 +98,7 @@ def test_cli_dry_run_apply_and_clean_second_run(
     conn, index, ev = setup
     code, out = cli(db_url, endpoint)
     assert code == 0
-    assert counts(out) == {"orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+    assert counts(out) == {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
 
     index.s3v.delete_vectors(indexArn=index.arn, keys=["1", "2"])          # missing
     index.put("ghost", {"s3vl_id": "ghost"})                                # orphaned
@@ -110,7 +110,7 @@ def test_cli_dry_run_apply_and_clean_second_run(
     metrics = tmp_path / "reconcile.prom"
     code, out = cli(db_url, endpoint, "--metrics-file", str(metrics))
     assert code == 3, out
-    assert counts(out) == {"orphaned": 2, "missing": 2, "stale": 1, "state_drift": 3}
+    assert counts(out) == {"orphaned": 2, "missing": 2, "stale": 1, "metadata_drift": 0, "state_drift": 3}
     prom = metrics.read_text()
     assert 's3vl_reconcile_drift{category="orphaned",sync="docs"} 2.0' in prom
     assert 's3vl_reconcile_exit_code{sync="docs"} 3.0' in prom
@@ -125,7 +125,7 @@ def test_cli_dry_run_apply_and_clean_second_run(
     drain_outbox(conn, index, ev)
     code, out = cli(db_url, endpoint)
     assert code == 0
-    assert counts(out) == {"orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+    assert counts(out) == {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
     last = conn.execute("SELECT last_reconcile_at IS NOT NULL, last_reconcile->>'applied' "
                         "FROM s3vl.sync_status WHERE sync_name = 'docs'").fetchone()
     assert last == (True, "false")
@@ -165,9 +165,10 @@ def test_scan_covers_all_segments_and_pages_under_throttling(
                 {"key": k, "data": {"float32": [0.5, 0.1, 0.2, 0.3]},
                  "metadata": {"s3vl_id": k, "s3vl_ev": ev, "s3vl_hash": h, "s3vl_chunk": 0}}
                 for k, h in rows[start:start + 500]])
-        conn.execute("INSERT INTO s3vl.sync_state (sync_name, key, content_hash, embedding_version, chunk_count, "
-                     "synced_at) SELECT 'docs', k, h, %s, 1, now() - interval '1 hour' FROM unnest(%s::text[], "
-                     "%s::text[]) AS u(k, h)", (ev, [r[0] for r in rows], [r[1] for r in rows]))
+        conn.execute("INSERT INTO s3vl.sync_state (sync_name, key, content_hash, metadata_hash, embedding_version, "
+                     "chunk_count, synced_at) SELECT 'docs', k, h, %s, %s, 1, now() - interval '1 hour' "
+                     "FROM unnest(%s::text[], %s::text[]) AS u(k, h)",
+                     (NO_METADATA, ev, [r[0] for r in rows], [r[1] for r in rows]))
     endpoint.admin.set_faults({"seed": 3, "rules": [
         {"service": "s3vectors", "operation": "ListVectors", "throttle_fraction": 0.3}]})
     try:
@@ -178,4 +179,4 @@ def test_scan_covers_all_segments_and_pages_under_throttling(
     assert report.index_vectors == 1500
     assert report.pages >= 1500 // 37
     assert {n: r.count for n, r in report.categories.items()} == {
-        "orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+        "orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}

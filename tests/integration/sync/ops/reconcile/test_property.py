@@ -21,7 +21,7 @@ from tests.support.reconcileenv import (
 )
 
 ROWS = 12
-ZERO = {"orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+ZERO = {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
 
 ids = st.integers(min_value=1, max_value=ROWS + 3)
 ops = st.lists(st.one_of(

@@ -21,10 +21,11 @@ from tests.support.reconcileenv import (
     create_docs_sync,
     current_rows,
     drain_outbox,
+    inject_everything,
     write_synced,
 )
 
-ZERO = {"orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+ZERO = {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
 
 
 @pytest.fixture
@@ -37,23 +38,6 @@ def run(db_url: str, index: FakeVectors, **opts: Any) -> Any:
     options = ReconcileOptions(**{"segments": 4, "page_size": 7, **opts})
     (report,) = reconcile(db_url, options, ["docs"], client_factory=lambda region: index)
     return report
-
-
-def inject_everything(conn: psycopg.Connection[Any], index: FakeVectors) -> None:
-    """One case of each kind; the expected counts are in test_each_category_exact_counts."""
-    for k in ("1", "2"):                      # vectors deleted behind s3vl's back
-        del index.vectors[k]
-    for k in ("x1", "x2", "x3"):              # vectors with keys no source row has
-        index.put(k, {"s3vl_ev": "zzz"})
-    index.vectors["3"]["s3vl_hash"] = "0" * 32  # a vector written from other text
-    index.vectors["4"]["s3vl_ev"] = "oldversion"  # a vector from an older embedding version
-    # rows changed / deleted while capture was off (a lost slot, a restored backup)
-    conn.execute("SET session_replication_role = replica")
-    conn.execute("UPDATE public.docs SET body = 'rewritten' WHERE id = 5")
-    conn.execute("DELETE FROM public.docs WHERE id = 6")
-    conn.execute("SET session_replication_role = origin")
-    conn.execute("DELETE FROM s3vl.sync_state WHERE key = '7'")                 # state lost
-    conn.execute("UPDATE s3vl.sync_state SET content_hash = 'wrong' WHERE key = '8'")  # state wrong
 
 
 def test_clean_sync_reports_zero(conn: psycopg.Connection[Any], db_url: str) -> None:
@@ -75,8 +59,10 @@ def test_each_category_exact_counts(conn: psycopg.Connection[Any], db_url: str) 
     inject_everything(conn, index)
 
     report = run(db_url, index)
-    assert counts(report) == {"orphaned": 4, "missing": 2, "stale": 3, "state_drift": 6}
+    # the lost state row of 7 also leaves its vector's metadata unvouched for: re-put
+    assert counts(report) == {"orphaned": 4, "missing": 2, "stale": 3, "metadata_drift": 2, "state_drift": 6}
     assert report.category(Category.ORPHANED).sample == ["6", "x1", "x2", "x3"]
+    assert report.category(Category.METADATA_DRIFT).sample == ["7", "9"]
     assert report.category(Category.MISSING).sample == ["1", "2"]
     assert report.category(Category.STALE).sample == ["3", "4", "5"]
     assert report.category(Category.STATE_DRIFT).sample == ["1", "2", "3", "4", "7", "8"]
@@ -100,11 +86,13 @@ def test_apply_repairs_and_second_run_is_clean(conn: psycopg.Connection[Any], db
 
     report = run(db_url, index, apply=True)
     assert {n: r.repaired for n, r in report.categories.items()} == {
-        "orphaned": 4, "missing": 2, "stale": 3, "state_drift": 6}
+        "orphaned": 4, "missing": 2, "stale": 3, "metadata_drift": 2, "state_drift": 6}
     assert report.exit_code() is ExitCode.CLEAN
     assert not {"6", "x1", "x2", "x3"} & index.vectors.keys()
     queued = [r[0] for r in conn.execute("SELECT key FROM s3vl.outbox ORDER BY key")]
-    assert queued == ["1", "2", "3", "4", "5"]
+    assert queued == ["1", "2", "3", "4", "5", "7", "9"]
+    # the worker re-puts 9's metadata without embedding: its recorded metadata hash is forgotten
+    assert conn.execute("SELECT metadata_hash FROM s3vl.sync_state WHERE key = '9'").fetchone() == (None,)
     # state now describes the index: the deleted row's state went with its vector
     assert conn.execute("SELECT count(*) FROM s3vl.sync_state WHERE key IN ('1', '2', '6')").fetchone() == (0,)
     assert conn.execute("SELECT content_hash FROM s3vl.sync_state WHERE key = '3'").fetchone() == ("0" * 32,)
@@ -186,7 +174,7 @@ def test_chunked_sync_missing_and_orphan_chunks(conn: psycopg.Connection[Any], d
     index.put("3#3", {"s3vl_id": "3", "s3vl_ev": ev, "s3vl_hash": "old", "s3vl_chunk": 3})  # leftover chunk
     index.put("4", {"s3vl_id": "4", "s3vl_ev": ev})   # not a key s3vl writes for a chunked sync
     report = run(db_url, index)
-    assert counts(report) == {"orphaned": 2, "missing": 1, "stale": 0, "state_drift": 1}
+    assert counts(report) == {"orphaned": 2, "missing": 1, "stale": 0, "metadata_drift": 0, "state_drift": 1}
     assert report.category(Category.ORPHANED).sample == ["3#3", "4"]
 
     applied = run(db_url, index, apply=True)
@@ -238,7 +226,7 @@ def test_blank_text_rows_have_no_vectors(conn: psycopg.Connection[Any], db_url: 
     conn.execute("DELETE FROM s3vl.sync_state WHERE key = '10'")  # as the worker leaves a blank row
     report = run(db_url, index)
     # 9 still has its vector: an orphan the worker would delete; 10 is not "missing"
-    assert counts(report) == {"orphaned": 1, "missing": 0, "stale": 0, "state_drift": 0}
+    assert counts(report) == {"orphaned": 1, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
     assert report.source_rows == 8
     run(db_url, index, apply=True, max_delete_share=0.5)
     assert counts(run(db_url, index)) == ZERO
@@ -252,7 +240,7 @@ def test_chunking_turned_on_makes_old_vectors_stale_not_orphans(
     write_synced(conn, index, ev)
     conn.execute("SELECT s3vl.alter_sync('docs', chunk_size => 200)")  # queues every row again
     report = run(db_url, index)
-    assert counts(report) == {"orphaned": 0, "missing": 0, "stale": 12, "state_drift": 0}
+    assert counts(report) == {"orphaned": 0, "missing": 0, "stale": 12, "metadata_drift": 0, "state_drift": 0}
     # a plain-key vector with no state row cannot be an old layout: it is an orphan
     conn.execute("DELETE FROM s3vl.sync_state WHERE key = '1'")
     report = run(db_url, index)

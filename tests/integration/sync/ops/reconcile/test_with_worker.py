@@ -15,7 +15,7 @@ from tests.support.endpoint import EndpointHandle
 from tests.support.syncenv import SyncEnv, products_env
 
 pytestmark = pytest.mark.usefixtures("aws_env")
-ZERO = {"orphaned": 0, "missing": 0, "stale": 0, "state_drift": 0}
+ZERO = {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
 
 
 def run(env: SyncEnv, **opts: Any) -> Any:
@@ -50,7 +50,8 @@ def test_worker_output_reconciles_clean_and_drift_is_repaired(
     deleted_vectors = sum(1 for k in index if index[k]["s3vl_id"] in ("1", "2"))
 
     report = run(env)
-    assert counts(report) == {"orphaned": deleted_vectors + 1, "missing": 1, "stale": 1, "state_drift": 1}
+    assert counts(report) == {"orphaned": deleted_vectors + 1, "missing": 1, "stale": 1, "metadata_drift": 0,
+                              "state_drift": 1}
     assert report.exit_code() is ExitCode.DRIFT_NOT_REPAIRED
 
     applied = run(env, apply=True, max_delete_share=0.5)

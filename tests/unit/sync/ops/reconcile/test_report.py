@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from sync.datapath.contract import metadata_hash
 from sync.ops.reconcile.report import (
     Category,
     ExitCode,
@@ -112,8 +113,12 @@ def test_render_human_table() -> None:
 def test_to_row_reads_reserved_metadata() -> None:
     row = to_row({"key": "7#2", "metadata": {"s3vl_id": "7", "s3vl_ev": "e", "s3vl_hash": "h",
                                             "s3vl_chunk": 2.0, "other": 1}}, 3)
-    assert row == ("7#2", "7", "e", "h", 2, 3)
-    assert to_row({"key": "x"}, 0) == ("x", None, None, None, None, 0)
+    assert row[:6] == ("7#2", "7", "e", "h", 2, 3)
+    # the hash the worker records for the declared metadata it wrote (s3vl_ keys are not declared)
+    assert row[6] == metadata_hash({"other": 1}, False)
+    assert to_row({"key": "x"}, 0) == ("x", None, None, None, None, 0, metadata_hash({}, False))
+    with_text = to_row({"key": "x", "metadata": {"s3vl_text": "t", "a": "b"}}, 0)[6]
+    assert with_text == metadata_hash({"a": "b"}, True) != metadata_hash({"a": "b"}, False)
     assert to_row({"key": "x", "metadata": {"s3vl_id": 12.0, "s3vl_chunk": True}}, 0)[1:5] == (
         "12", None, None, None)
 
