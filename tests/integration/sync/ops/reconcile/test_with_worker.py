@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sync.ops.reconcile.report import ExitCode
+from sync.ops.reconcile.report import Category, ExitCode
 from sync.ops.reconcile.run import ReconcileOptions, reconcile
 from tests.support.endpoint import EndpointHandle
 from tests.support.syncenv import SyncEnv, products_env
@@ -130,3 +130,30 @@ def test_reconcile_apply_while_the_worker_runs_and_rows_change(db_url: str, endp
         final = run(env)
     assert counts(final) == ZERO
     env.assert_converged()
+
+
+def test_metadata_drift_is_repaired_by_the_worker_without_embedding(db_url: str, endpoint: EndpointHandle) -> None:
+    env = products_env(db_url, endpoint, rows=20)
+    env.drain()
+    s3v = env.endpoint.client("s3vectors")
+    (vec,) = s3v.get_vectors(indexArn=env.index_arn, keys=["4"], returnData=True, returnMetadata=True)["vectors"]
+    # another tool rewrote the vector's metadata: text, hash and version still current
+    s3v.put_vectors(indexArn=env.index_arn, vectors=[
+        {"key": "4", "data": vec["data"], "metadata": {**vec["metadata"], "category": "wrong", "stray": 1}}])
+
+    report = run(env)
+    assert counts(report) == {**ZERO, "metadata_drift": 1}
+    assert report.category(Category.METADATA_DRIFT).sample == ["4"]
+    rolling = [run(env, segments_per_run=8) for _ in range(2)]  # the first snapshot's cycle judges all
+    assert sum(r.category(Category.METADATA_DRIFT).count for r in rolling) == 1
+
+    assert run(env, apply=True).exit_code() is ExitCode.CLEAN
+    def invokes() -> int:
+        return int(endpoint.admin.counters().get("bedrock", {}).get("InvokeModel", {}).get("requests", 0))
+
+    before = invokes()
+    env.drain()
+    assert invokes() == before  # a metadata-only re-put: no embedding call
+    env.assert_converged()
+    assert "stray" not in env.index()["4"]
+    assert counts(run(env)) == ZERO
