@@ -29,17 +29,20 @@ class SyncTarget:
     problem: str | None = None  # why this sync cannot be reconciled (reported as its error)
 
 
-def start_full(db: Database, target: SyncTarget) -> None:
-    """A full run judges every key: an empty scope, and every source row read."""
-    for step in ("scope_drop", "scope_create", "classify_drop", "classify_source"):
+def start(db: Database, target: SyncTarget, scoped: bool) -> None:
+    """Fresh classification inputs: an empty scope, and (unless ``scoped``) every source row read.
+
+    A scoped (rolling) run then fills ``s3vl_rc_scope`` with the keys it judges and
+    ``s3vl_rc_src`` with their source rows itself; an unscoped run judges every key.
+    """
+    for step in ("scope_drop", "scope_create", "classify_drop") + (() if scoped else ("classify_source",)):
         db.execute(step, {"sync": target.name})
 
 
 def build(db: Database, target: SyncTarget, since: datetime, scoped: bool = False) -> None:
     """Create the classification tables for one sync from the scan and source tables.
 
-    Before it, :func:`start_full` (or a rolling run, with ``scoped``: it fills ``s3vl_rc_scope``
-    with the keys it judges and ``s3vl_rc_src`` with their source rows) prepared the inputs.
+    Before it, :func:`start` (and, with ``scoped``, the rolling run) prepared the inputs.
     ``since`` is when the listing began: keys the worker wrote later are not judged.
     """
     params = {"sync": target.name, "ev": target.embedding_version, "since": since,

@@ -38,7 +38,7 @@ import structlog
 from sync.db.connection import Database
 from sync.ops.reconcile import classify
 from sync.ops.reconcile.report import ReconcileReport, RollingProgress
-from sync.ops.reconcile.scan import MAX_SEGMENTS, PageLister, create_scan_table, scan_into
+from sync.ops.reconcile.scan import MAX_SEGMENTS, PageLister, scan_into
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +78,8 @@ def scan_and_scope(
     report: ReconcileReport,
     advance: Callable[[int], None] | None,
 ) -> tuple[Cycle, list[int], datetime | None, bool]:
-    """List this run's segments, refresh the snapshot, and prepare the classification's inputs.
+    """List this run's segments (into the fresh scan table), refresh the snapshot, and prepare the
+    classification's inputs.
 
     Returns the cycle, the listed segments, ``since`` for the classification (None: the snapshot
     is not complete, nothing to judge) and whether the classification is scoped.
@@ -86,7 +87,6 @@ def scan_and_scope(
     cycle = _cycle(db, target.name)
     segs = next_segments(cycle.next_segment, per_run)
     params: dict[str, Any] = {"sync": target.name, "segs": segs, "chunked": target.chunked}
-    create_scan_table(db)
     stats = scan_into(db, lister, MAX_SEGMENTS, advance, only=segs)
     report.index_vectors, report.pages, report.scan_seconds = stats.vectors, stats.pages, stats.seconds
 
@@ -103,22 +103,19 @@ def scan_and_scope(
             db.execute("rolling_store", {**params, "start": start, "end": start + STORE_ROWS})
 
     listed_at = list(cycle.listed_at)
-    was_complete = all(t is not None for t in listed_at)
+    scoped = all(t is not None for t in listed_at)  # the snapshot was complete before this run
     for s in segs:
         listed_at[s] = report.started_at
     report.rolling = RollingProgress(cycle=cycle.cycle, listed_segments=segs, cycle_segments_done=segs[-1] + 1,
-                                     judged="share" if was_complete else "all")
+                                     judged="share" if scoped else "all")
     if not all(t is not None for t in listed_at):
         report.rolling.judged = "none"
         report.classify_seconds = time.monotonic() - t0
         return cycle, segs, None, False
     oldest = min(t for t in listed_at if t is not None)
-    scoped = was_complete
     params.update(listed_at=listed_at, oldest=oldest, scoped=scoped)
 
-    db.execute("scope_drop")
-    db.execute("scope_create")
-    db.execute("classify_drop")
+    classify.start(db, target, scoped)
     if scoped:
         for step in ("rolling_scope_listed", "rolling_scope_state", "rolling_scope_source", "rolling_scope_analyze",
                      "rolling_scope_numbered", "rolling_scope_numbered_index", "rolling_source_create"):
@@ -126,8 +123,6 @@ def scan_and_scope(
         judged = int(db.value("rolling_scope_count") or 0)
         for start in range(0, judged, SOURCE_KEYS):
             db.execute("rolling_source_batch", {**params, "start": start, "end": start + SOURCE_KEYS})
-    else:
-        db.execute("classify_source", params)
     db.execute("rolling_scan_truncate")
     db.execute("rolling_judged", params)
     db.execute("scan_analyze")

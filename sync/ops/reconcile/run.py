@@ -38,7 +38,7 @@ from sync.db.connection import Database
 from sync.errors import ReconcileError, S3vlError, UnknownSyncError
 from sync.ops.reconcile import classify, rolling
 from sync.ops.reconcile.report import Category, ReconcileReport, check_delete_share
-from sync.ops.reconcile.scan import MAX_SEGMENTS, boto3_lister, create_scan_table, scan_into
+from sync.ops.reconcile.scan import MAX_SEGMENTS, PageLister, boto3_lister, create_scan_table, scan_into
 
 log = structlog.get_logger(__name__)
 
@@ -184,7 +184,6 @@ def reconcile_one(
     finally:
         if locked:
             db.execute("reconcile_unlock", {"sync": target.name})
-        db.execute("rolling_drop")
     report.finished_at = _db_now(db)
     db.execute("reconcile_finished", {"id": run_id, "finished_at": report.finished_at,
                                       "report": json.dumps(report.to_dict(), default=str)})
@@ -210,27 +209,36 @@ def _scan_and_classify(
     report: ReconcileReport,
     progress: ProgressFactory | None,
 ) -> None:
-    expected = db.value("reconcile_expected_vectors", {"sync": target.name})
-    advance = progress(target.name, int(expected) if expected else None) if progress else None
-    create_scan_table(db)
-    lister = boto3_lister(client, target.index_arn, options.page_size, options.policy)
+    lister, advance = _start_listing(db, target, client, options, progress, share=1.0)
     stats = scan_into(db, lister, options.segments, advance)
     report.index_vectors, report.pages, report.scan_seconds = stats.vectors, stats.pages, stats.seconds
     t0 = time.monotonic()
-    classify.start_full(db, target)
-    _classify(db, target, options, report, report.started_at, scoped=False)
+    classify.start(db, target, scoped=False)
     report.classify_seconds = time.monotonic() - t0
+    _classify(db, target, options, report, report.started_at, scoped=False)
+
+
+def _start_listing(db: Database, target: classify.SyncTarget, client: Any, options: ReconcileOptions,
+                   progress: ProgressFactory | None, share: float) -> tuple[PageLister, Callable[[int], None] | None]:
+    """A fresh scan table, the page lister, and the progress callback of a run listing ``share`` of the index."""
+    expected = db.value("reconcile_expected_vectors", {"sync": target.name})
+    advance = progress(target.name, int(expected * share) if expected else None) if progress else None
+    create_scan_table(db)
+    return boto3_lister(client, target.index_arn, options.page_size, options.policy), advance
 
 
 def _classify(db: Database, target: classify.SyncTarget, options: ReconcileOptions, report: ReconcileReport,
               since: datetime, scoped: bool) -> None:
+    """Classify the prepared inputs into the report's counts (its time added to classify_seconds)."""
     t0 = time.monotonic()
     classify.build(db, target, since, scoped)
     counts = classify.counts(db, target.name, options.sample_size)
     report.categories = counts.categories
     report.source_rows, report.state_rows = counts.source_rows, counts.state_rows
     report.judged_vectors = counts.judged_vectors
-    log.info("reconcile.classified", sync=target.name, seconds=round(time.monotonic() - t0, 2),
+    seconds = time.monotonic() - t0
+    report.classify_seconds += seconds
+    log.info("reconcile.classified", sync=target.name, seconds=round(seconds, 2),
              **{name: r.count for name, r in report.categories.items()})
 
 
@@ -244,16 +252,12 @@ def _rolling(
 ) -> None:
     """A rolling run: K segments listed, their keys judged and repaired, the cycle advanced."""
     assert options.segments_per_run is not None
-    expected = db.value("reconcile_expected_vectors", {"sync": target.name})
-    share = options.segments_per_run / MAX_SEGMENTS
-    advance = progress(target.name, int(expected * share) if expected else None) if progress else None
-    lister = boto3_lister(client, target.index_arn, options.page_size, options.policy)
+    lister, advance = _start_listing(db, target, client, options, progress,
+                                     share=options.segments_per_run / MAX_SEGMENTS)
     cycle, segs, since, scoped = rolling.scan_and_scope(db, target, lister, options.segments_per_run, report,
                                                         advance)
     if since is not None:
-        t0 = time.monotonic()
         _classify(db, target, options, report, since, scoped)
-        report.classify_seconds += time.monotonic() - t0
         if options.apply:
             _repair(db, target, client, options, report, report.started_at)
     report.finished_at = _db_now(db)

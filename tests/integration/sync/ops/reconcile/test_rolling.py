@@ -4,11 +4,9 @@ each run its share of the listing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from sync.ops.reconcile.report import Category, ExitCode, ReconcileReport
@@ -25,12 +23,6 @@ from tests.support.reconcileenv import (
 ZERO = {c.value: 0 for c in Category}
 #: what a full run reports for inject_everything (test_run.py test_each_category_exact_counts)
 INJECTED = {"orphaned": 4, "missing": 2, "stale": 3, "metadata_drift": 2, "state_drift": 6}
-
-
-@pytest.fixture
-def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(db_url, autocommit=True) as c:
-        yield c
 
 
 def run(db_url: str, index: FakeVectors, **opts: Any) -> ReconcileReport:

@@ -7,7 +7,6 @@ same flow against the real local endpoint is in test_cli.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -26,12 +25,6 @@ from tests.support.reconcileenv import (
 )
 
 ZERO = {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_drift": 0}
-
-
-@pytest.fixture
-def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(db_url, autocommit=True) as c:
-        yield c
 
 
 def run(db_url: str, index: FakeVectors, **opts: Any) -> Any:
