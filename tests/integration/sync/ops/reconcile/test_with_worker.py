@@ -19,7 +19,8 @@ ZERO = {"orphaned": 0, "missing": 0, "stale": 0, "metadata_drift": 0, "state_dri
 
 
 def run(env: SyncEnv, **opts: Any) -> Any:
-    (report,) = reconcile(env.db_url, ReconcileOptions(**opts), [env.sync])
+    """Reconcile as the worker's login (s3vl_worker's documented grants only, not a superuser)."""
+    (report,) = reconcile(env.worker_url, ReconcileOptions(**opts), [env.sync])
     return report
 
 
@@ -157,3 +158,6 @@ def test_metadata_drift_is_repaired_by_the_worker_without_embedding(db_url: str,
     env.assert_converged()
     assert "stray" not in env.index()["4"]
     assert counts(run(env)) == ZERO
+    steady = [run(env, segments_per_run=8) for _ in range(2)]  # scoped runs: each judges its share
+    assert [r.rolling.judged for r in steady] == ["share", "share"]
+    assert all(counts(r) == ZERO for r in steady)
