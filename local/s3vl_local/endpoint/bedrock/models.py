@@ -19,6 +19,16 @@ parameter pages:
     ``embedding_types`` ``{"embeddings": {"float": [...], "int8": [...], ...},
     "response_type": "embeddings_by_type"}``. More than 512 tokens with ``truncate: NONE`` is a
     ValidationException.
+``cohere.embed-v4:0``
+    As v3, plus ``"output_dimension": 256|512|1024|1536 (1536)`` and ``"max_tokens"``;
+    ``truncate`` is ``NONE|LEFT|RIGHT``; up to 96 texts and 128,000 tokens per request: more
+    tokens with ``truncate: NONE`` is the ValidationException "Too many input tokens".
+``amazon.nova-2-multimodal-embeddings-v1:0`` (text)
+    ``{"schemaVersion"?: "nova-multimodal-embed-v1", "taskType": "SINGLE_EMBEDDING",
+    "singleEmbeddingParams": {"embeddingPurpose": GENERIC_INDEX|GENERIC_RETRIEVAL|TEXT_RETRIEVAL|...,
+    "embeddingDimension": 256|384|1024|3072 (3072), "text": {"truncationMode": START|END|NONE,
+    "value"}}}`` -> ``{"embeddings": [{"embeddingType": "TEXT", "embedding": [...]}]}``; 8,192
+    tokens (more with ``truncationMode: NONE`` is "Too many input tokens").
 
 Local simplifications (documented here, where they are made):
 
@@ -30,7 +40,10 @@ Local simplifications (documented here, where they are made):
 - Cohere ``int8``/``uint8`` quantise each vector by its largest component (Cohere calibrates
   ranges on a corpus); ``binary``/``ubinary`` pack sign bits, 8 dimensions per byte, the signed
   form offset by -128, as Cohere documents.
-- ``images`` (Cohere image embeddings) are not supported: ValidationException.
+- ``images`` / ``inputs`` (Cohere image embeddings), Nova's image, audio and video inputs and
+  text from an S3 ``source`` are not supported: ValidationException.
+- ``embeddingPurpose`` and ``input_type`` do not change the vector; Nova's value is limited to
+  50,000 characters (a local bound: the user guide states the token limit only).
 - Titan v1 vectors are unit length (the real v1 is not normalised).
 """
 
@@ -49,7 +62,7 @@ from s3vl_local.embedding.base import FloatMatrix
 from s3vl_local.endpoint.app import AwsError
 from s3vl_local.endpoint.bedrock import errors
 
-Family = Literal["titan-v2", "titan-v1", "cohere-v3"]
+Family = Literal["titan-v2", "titan-v1", "cohere-v3", "cohere-v4", "nova"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("amazon.titan-embed-text-v1", "titan-v1", 1536, 8192),
         ModelSpec("cohere.embed-english-v3", "cohere-v3", 1024, 512),
         ModelSpec("cohere.embed-multilingual-v3", "cohere-v3", 1024, 512),
+        ModelSpec("cohere.embed-v4:0", "cohere-v4", 1536, 128_000),
+        ModelSpec("amazon.nova-2-multimodal-embeddings-v1:0", "nova", 3072, 8192),
     )
 }
 
@@ -77,6 +92,13 @@ COHERE_MAX_CHARS = 2048
 COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")
 COHERE_TRUNCATE = ("NONE", "START", "END")
 COHERE_EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+COHERE_V4_DIMENSIONS = (256, 512, 1024, 1536)
+COHERE_V4_TRUNCATE = ("NONE", "LEFT", "RIGHT")
+NOVA_DIMENSIONS = (256, 384, 1024, 3072)
+NOVA_PURPOSES = ("GENERIC_INDEX", "GENERIC_RETRIEVAL", "TEXT_RETRIEVAL", "IMAGE_RETRIEVAL", "VIDEO_RETRIEVAL",
+                 "DOCUMENT_RETRIEVAL", "AUDIO_RETRIEVAL", "CLASSIFICATION", "CLUSTERING")
+NOVA_TRUNCATION = ("START", "END", "NONE")
+NOVA_MEDIA = ("image", "audio", "video")
 
 # arn:aws:bedrock:<region>:<account>:foundation-model/<id> (account empty for foundation models)
 _ARN = re.compile(r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(foundation-model|inference-profile)/(.+)$")
@@ -114,7 +136,9 @@ def invoke(spec: ModelSpec, body: Any, embedder: LocalEmbedder) -> Invocation:
         return _titan_v2(spec, body, embedder)
     if spec.family == "titan-v1":
         return _titan_v1(spec, body, embedder)
-    return _cohere_v3(spec, body, embedder)
+    if spec.family == "nova":
+        return _nova(spec, body, embedder)
+    return _cohere(spec, body, embedder)
 
 
 # --- JSON-schema style checks (Bedrock's wording) -----------------------------------------------
@@ -141,16 +165,21 @@ def _expect(path: str, value: Any, expected: str, ok: bool) -> None:
         raise errors.malformed(f"{path}: expected type: {expected}, found: {_type_name(value)}")
 
 
-def _object(body: Any, allowed: Sequence[str], required: Sequence[str]) -> dict[str, Any]:
-    _expect("#", body, "JSONObject", isinstance(body, dict))
-    for key in body:
+def _object_at(path: str, value: Any, allowed: Sequence[str], required: Sequence[str]) -> dict[str, Any]:
+    """A nested JSON object, checked like the body's top level."""
+    _expect(path, value, "JSONObject", isinstance(value, dict))
+    for key in value:
         if key not in allowed:
-            raise errors.malformed(f"#: extraneous key [{key}] is not permitted")
+            raise errors.malformed(f"{path}: extraneous key [{key}] is not permitted")
     for key in required:
-        if key not in body:
-            raise errors.malformed(f"#: required key [{key}] not found")
-    result: dict[str, Any] = body
+        if key not in value:
+            raise errors.malformed(f"{path}: required key [{key}] not found")
+    result: dict[str, Any] = value
     return result
+
+
+def _object(body: Any, allowed: Sequence[str], required: Sequence[str]) -> dict[str, Any]:
+    return _object_at("#", body, allowed, required)
 
 
 def _string(path: str, value: Any, min_length: int, max_length: int) -> str:
@@ -244,9 +273,13 @@ def _quantized(vectors: FloatMatrix, kind: str) -> list[list[int]]:
     return result
 
 
-def _cohere_v3(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
-    body = _object(raw, ("texts", "images", "input_type", "truncate", "embedding_types"), ("input_type",))
-    if "images" in body:
+def _cohere(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
+    v4 = spec.family == "cohere-v4"
+    allowed: tuple[str, ...] = ("texts", "images", "input_type", "truncate", "embedding_types")
+    if v4:
+        allowed += ("inputs", "output_dimension", "max_tokens")
+    body = _object(raw, allowed, ("input_type",))
+    if "images" in body or "inputs" in body:
         raise errors.validation("images are not supported by the s3vl local endpoint; send texts")  # local wording
     if "texts" not in body:
         raise errors.malformed("#: required key [texts] not found")
@@ -255,12 +288,22 @@ def _cohere_v3(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation
     if len(texts) > COHERE_MAX_TEXTS:
         raise errors.malformed(f"#/texts: expected maximum item count: {COHERE_MAX_TEXTS}, found: {len(texts)}")
     for i, text in enumerate(texts):
-        _string(f"#/texts/{i}", text, 0, COHERE_MAX_CHARS)
+        _string(f"#/texts/{i}", text, 0, spec.max_tokens * 8 if v4 else COHERE_MAX_CHARS)
     _expect("#/input_type", body["input_type"], "String", isinstance(body["input_type"], str))
     _enum("#/input_type", body["input_type"], COHERE_INPUT_TYPES)
     truncate = body.get("truncate", "NONE")
     _expect("#/truncate", truncate, "String", isinstance(truncate, str))
-    _enum("#/truncate", truncate, COHERE_TRUNCATE)
+    _enum("#/truncate", truncate, COHERE_V4_TRUNCATE if v4 else COHERE_TRUNCATE)
+    dimensions = spec.dimensions
+    if v4:
+        dimensions = body.get("output_dimension", spec.dimensions)
+        _expect("#/output_dimension", dimensions,
+                "Integer", isinstance(dimensions, int) and not isinstance(dimensions, bool))
+        _enum("#/output_dimension", dimensions, COHERE_V4_DIMENSIONS)
+        max_tokens = body.get("max_tokens", spec.max_tokens)
+        _expect("#/max_tokens", max_tokens, "Integer", isinstance(max_tokens, int) and not isinstance(max_tokens, bool))
+        if not 1 <= max_tokens <= spec.max_tokens:
+            raise errors.malformed(f"#/max_tokens: {max_tokens} is not in 1..{spec.max_tokens}")
     types = (
         _enum_list("#/embedding_types", body["embedding_types"], COHERE_EMBEDDING_TYPES)
         if body.get("embedding_types") is not None
@@ -268,15 +311,15 @@ def _cohere_v3(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation
     )
     counts = embedder.count_tokens(texts)
     if truncate == "NONE":
+        if v4 and sum(counts) > spec.max_tokens:
+            raise errors.too_many_tokens(spec.max_tokens, sum(counts))
         for count in counts:
-            if count > spec.max_tokens:
+            if not v4 and count > spec.max_tokens:
                 raise errors.validation(  # local wording
                     f"input text has {count} tokens, more than the model's maximum of {spec.max_tokens}; "
                     'shorten it or set "truncate" to "START" or "END"'
                 )
-    vectors = (
-        embedder.embed(texts, spec.dimensions).vectors if texts else np.zeros((0, spec.dimensions), dtype=np.float32)
-    )
+    vectors = embedder.embed(texts, dimensions).vectors if texts else np.zeros((0, dimensions), dtype=np.float32)
     out: dict[str, Any] = {"id": str(uuid.uuid4()), "texts": list(texts)}
     if types is None:
         out["embeddings"] = _floats(vectors)
@@ -287,6 +330,41 @@ def _cohere_v3(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation
         }
         out["response_type"] = "embeddings_by_type"
     return Invocation(body=out, texts=len(texts), input_tokens=sum(counts))
+
+
+# --- Nova ----------------------------------------------------------------------------------------
+
+
+def _nova(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
+    body = _object(raw, ("schemaVersion", "taskType", "singleEmbeddingParams"), ("taskType", "singleEmbeddingParams"))
+    if "schemaVersion" in body:
+        _enum("#/schemaVersion", body["schemaVersion"], ("nova-multimodal-embed-v1",))
+    _enum("#/taskType", body["taskType"], ("SINGLE_EMBEDDING",))  # SEGMENTED_EMBEDDING is asynchronous only
+    params = _object_at("#/singleEmbeddingParams", body["singleEmbeddingParams"],
+                        ("embeddingPurpose", "embeddingDimension", "text", *NOVA_MEDIA), ("embeddingPurpose",))
+    _enum("#/singleEmbeddingParams/embeddingPurpose", params["embeddingPurpose"], NOVA_PURPOSES)
+    dimensions = params.get("embeddingDimension", spec.dimensions)
+    _expect("#/singleEmbeddingParams/embeddingDimension", dimensions, "Integer",
+            isinstance(dimensions, int) and not isinstance(dimensions, bool))
+    _enum("#/singleEmbeddingParams/embeddingDimension", dimensions, NOVA_DIMENSIONS)
+    if any(m in params for m in NOVA_MEDIA):
+        raise errors.validation("image, audio and video are not supported by the s3vl local endpoint; "
+                                "send text")  # local wording
+    if "text" not in params:
+        raise errors.malformed("#/singleEmbeddingParams: exactly one of [text, image, audio, video] is required")
+    text_obj = _object_at("#/singleEmbeddingParams/text", params["text"], ("truncationMode", "value", "source"),
+                          ("truncationMode",))
+    _enum("#/singleEmbeddingParams/text/truncationMode", text_obj["truncationMode"], NOVA_TRUNCATION)
+    if "source" in text_obj:
+        raise errors.validation("text from an S3 source is not supported by the s3vl local endpoint; "
+                                "send value")  # local wording
+    text = _string("#/singleEmbeddingParams/text/value", text_obj.get("value"), 1, TITAN_MAX_CHARS)
+    tokens = embedder.count_tokens([text])[0]
+    if tokens > spec.max_tokens and text_obj["truncationMode"] == "NONE":
+        raise errors.too_many_tokens(spec.max_tokens, tokens)
+    vector = embedder.embed([text], dimensions).vectors[0]
+    return Invocation(body={"embeddings": [{"embeddingType": "TEXT", "embedding": _floats(vector)}]},
+                      texts=1, input_tokens=tokens)
 
 
 def error_for(exc: Exception) -> AwsError:

@@ -17,6 +17,8 @@ TITAN_V2 = "amazon.titan-embed-text-v2:0"
 TITAN_V1 = "amazon.titan-embed-text-v1"
 COHERE_EN = "cohere.embed-english-v3"
 COHERE_ML = "cohere.embed-multilingual-v3"
+COHERE_V4 = "cohere.embed-v4:0"
+NOVA = "amazon.nova-2-multimodal-embeddings-v1:0"
 
 
 @pytest.fixture
@@ -228,6 +230,113 @@ def test_cohere_too_many_tokens_unless_truncated(br: Any) -> None:
 def test_cohere_images_are_refused(br: Any) -> None:
     status, code, _ = error_of(br, COHERE_EN, {"images": ["data:image/png;base64,AAAA"], "input_type": "image"})
     assert (status, code) == (400, "ValidationException")
+
+
+# --- Cohere v4 -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dimension", [256, 512, 1024, 1536])
+def test_cohere_v4_output_dimension(br: Any, dimension: int) -> None:
+    # the user guide's request: input_type, texts, embedding_types, output_dimension
+    body, _ = invoke(br, COHERE_V4, {"input_type": "search_document", "texts": ["hello", "world"],
+                                     "embedding_types": ["float", "int8"], "output_dimension": dimension})
+    assert body["response_type"] == "embeddings_by_type"
+    assert [len(v) for v in body["embeddings"]["float"]] == [dimension, dimension]
+    assert [len(v) for v in body["embeddings"]["int8"]] == [dimension, dimension]
+    plain, _ = invoke(br, COHERE_V4, {"input_type": "search_query", "texts": ["hello"]})
+    assert len(plain["embeddings"][0]) == 1536  # the default dimension
+    assert plain["response_type"] == "embeddings_floats"
+
+
+def test_cohere_v4_tokens_per_request(br: Any) -> None:
+    texts = ["a " * 50_000, "b " * 50_000, "c " * 30_001]  # 130,001 tokens in one request
+    status, code, message = error_of(br, COHERE_V4, {"texts": texts, "input_type": "search_document"})
+    assert (status, code) == (400, "ValidationException")
+    assert "Max input tokens: 128000, request input token count: 130001" in message
+    body, headers = invoke(br, COHERE_V4, {"texts": texts[:2], "input_type": "search_document"})
+    assert len(body["embeddings"]) == 2
+    assert headers["x-amzn-bedrock-input-token-count"] == "100000"
+    truncated, _ = invoke(br, COHERE_V4, {"texts": texts, "input_type": "search_document", "truncate": "RIGHT"})
+    assert len(truncated["embeddings"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"texts": ["x"], "input_type": "search_query", "output_dimension": 768},
+         "#/output_dimension: 768 is not a valid enum value"),
+        ({"texts": ["x"], "input_type": "search_query", "truncate": "END"},
+         "#/truncate: END is not a valid enum value"),
+        ({"texts": ["x"] * 97, "input_type": "search_query"}, "#/texts: expected maximum item count: 96, found: 97"),
+        ({"texts": ["x"], "input_type": "search_query", "dimensions": 256},
+         "#: extraneous key [dimensions] is not permitted"),
+    ],
+)
+def test_cohere_v4_validation_errors(br: Any, body: dict[str, Any], message: str) -> None:
+    status, code, text = error_of(br, COHERE_V4, body)
+    assert (status, code) == (400, "ValidationException")
+    assert text == f"Malformed input request: {message}, please reformat your input and try again."
+
+
+# --- Nova multimodal embeddings (text) --------------------------------------------------------------
+
+
+def nova_body(text: str, dimension: int | None = None, truncation: str = "END", **extra: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"embeddingPurpose": "GENERIC_INDEX",
+                              "text": {"truncationMode": truncation, "value": text}}
+    if dimension is not None:
+        params["embeddingDimension"] = dimension
+    return {"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": params, **extra}
+
+
+@pytest.mark.parametrize("dimension", [256, 384, 1024, 3072])
+def test_nova_text_embedding(br: Any, dimension: int) -> None:
+    body, headers = invoke(br, NOVA, nova_body("Hello World", dimension, schemaVersion="nova-multimodal-embed-v1"))
+    assert list(body) == ["embeddings"]
+    (item,) = body["embeddings"]
+    assert item["embeddingType"] == "TEXT"
+    assert len(item["embedding"]) == dimension
+    assert headers["x-amzn-bedrock-input-token-count"] == "2"
+    default, _ = invoke(br, NOVA, nova_body("Hello World!"))
+    assert len(default["embeddings"][0]["embedding"]) == 3072
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (nova_body("x", 512), "#/singleEmbeddingParams/embeddingDimension: 512 is not a valid enum value"),
+        ({"taskType": "SEGMENTED_EMBEDDING", "singleEmbeddingParams": {}},
+         "#/taskType: SEGMENTED_EMBEDDING is not a valid enum value"),
+        ({"taskType": "SINGLE_EMBEDDING"}, "#: required key [singleEmbeddingParams] not found"),
+        ({"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": {"text": {"truncationMode": "END", "value": "x"}}},
+         "#/singleEmbeddingParams: required key [embeddingPurpose] not found"),
+        (nova_body("x", truncation="MIDDLE"),
+         "#/singleEmbeddingParams/text/truncationMode: MIDDLE is not a valid enum value"),
+        (nova_body(""), "#/singleEmbeddingParams/text/value: expected minLength: 1, actual: 0"),
+    ],
+)
+def test_nova_validation_errors(br: Any, body: dict[str, Any], message: str) -> None:
+    status, code, text = error_of(br, NOVA, body)
+    assert (status, code) == (400, "ValidationException")
+    assert text == f"Malformed input request: {message}, please reformat your input and try again."
+
+
+def test_nova_too_many_tokens_unless_truncated(br: Any) -> None:
+    text = "a " * 8193
+    status, code, message = error_of(br, NOVA, nova_body(text, 256, truncation="NONE"))
+    assert (status, code) == (400, "ValidationException")
+    assert "Max input tokens: 8192, request input token count: 8193" in message
+    body, _ = invoke(br, NOVA, nova_body(text, 256, truncation="END"))
+    assert len(body["embeddings"][0]["embedding"]) == 256
+
+
+def test_same_text_same_vector_across_models_of_one_dimension(br: Any) -> None:
+    """The local models share one embedder: a sync can change model without changing its tests."""
+    cohere, _ = invoke(br, COHERE_V4, {"texts": ["boots"], "input_type": "search_document", "output_dimension": 1024})
+    nova, _ = invoke(br, NOVA, nova_body("boots", 1024))
+    titan, _ = invoke(br, TITAN_V2, {"inputText": "boots"})
+    np.testing.assert_allclose(cohere["embeddings"][0], nova["embeddings"][0]["embedding"], atol=1e-6)
+    np.testing.assert_allclose(titan["embedding"], nova["embeddings"][0]["embedding"], atol=1e-6)
 
 
 # --- model ids -------------------------------------------------------------------------------------
