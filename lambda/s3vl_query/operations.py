@@ -189,12 +189,23 @@ def embed(model: str, text: str, dimension: int, index_arn: str, budget: aws.Bud
         body = {"inputText": text, "dimensions": dimension, "normalize": True}
     elif model.startswith("amazon.titan-embed"):
         body = {"inputText": text}
+    elif model.startswith("amazon.nova-2-multimodal-embeddings"):
+        body = {
+            "taskType": "SINGLE_EMBEDDING",
+            "singleEmbeddingParams": {
+                "embeddingPurpose": "GENERIC_RETRIEVAL",  # a query against a GENERIC_INDEX corpus
+                "embeddingDimension": dimension,
+                "text": {"truncationMode": "END", "value": text},
+            },
+        }
+    elif model.startswith("cohere.embed-v4"):
+        body = {"texts": [text], "input_type": "search_query", "output_dimension": dimension, "truncate": "RIGHT"}
     elif model.startswith("cohere.embed"):
         body = {"texts": [text], "input_type": "search_query"}
     else:
         raise EmbeddingError(
             f"embedding model {model!r} is not supported; use amazon.titan-embed-text-v2:0, "
-            "amazon.titan-embed-text-v1 or cohere.embed-*"
+            "amazon.titan-embed-text-v1, amazon.nova-2-multimodal-embeddings-v1:0 or cohere.embed-*"
         )
     resp = aws.call(
         _bedrock(index_arn).invoke_model,
@@ -209,6 +220,8 @@ def embed(model: str, text: str, dimension: int, index_arn: str, budget: aws.Bud
         doc = json.loads(resp["body"].read())
         if "embedding" in doc:
             vec, tokens = doc["embedding"], doc.get("inputTextTokenCount")
+        elif isinstance(doc.get("embeddings"), list) and doc["embeddings"] and isinstance(doc["embeddings"][0], dict):
+            vec, tokens = doc["embeddings"][0]["embedding"], None  # Nova: [{"embeddingType", "embedding"}]
         else:
             embeddings = doc["embeddings"]
             vec = embeddings["float"][0] if isinstance(embeddings, dict) else embeddings[0]

@@ -28,7 +28,9 @@ AS $$
     VALUES ('amazon.titan-embed-text-v2:0', ARRAY[256, 512, 1024], 1, 50000),
            ('amazon.titan-embed-text-v1', ARRAY[1536], 1, 50000),
            ('cohere.embed-english-v3', ARRAY[1024], 96, 2048),
-           ('cohere.embed-multilingual-v3', ARRAY[1024], 96, 2048)
+           ('cohere.embed-multilingual-v3', ARRAY[1024], 96, 2048),
+           ('cohere.embed-v4:0', ARRAY[256, 512, 1024, 1536], 96, 128000),
+           ('amazon.nova-2-multimodal-embeddings-v1:0', ARRAY[256, 384, 1024, 3072], 1, 50000)
 $$;
 COMMENT ON FUNCTION s3vl.embedding_models() IS 'Bedrock embedding models a sync may use (dimensions, batch size, input limit).';
 

@@ -109,13 +109,13 @@ def make_index(endpoint: EndpointHandle, dims: int = DIMS) -> str:
     return str(resp["indexArn"])
 
 
-def register(db_url: str, name: str, arn: str, dims: int = DIMS) -> None:
+def register(db_url: str, name: str, arn: str, dims: int = DIMS, model: str = MODEL) -> None:
     bucket = arn.split("/")[1]
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO s3vl.indexes (name, index_arn, region, account_id, bucket_name, index_name, dimension, "
             "distance_metric, embedding_model) VALUES (%s, %s, %s, '000000000000', %s, 'products', %s, 'cosine', %s)",
-            (name, arn, REGION, bucket, dims, MODEL))
+            (name, arn, REGION, bucket, dims, model))
 
 
 PRODUCTS_DDL = """
@@ -130,20 +130,23 @@ CREATE TABLE public.products (
 )"""
 
 
-def products_env(db_url: str, endpoint: EndpointHandle, rows: int = 20, **sync_args: Any) -> SyncEnv:
-    arn = make_index(endpoint)
-    register(db_url, "products", arn)
+def products_env(db_url: str, endpoint: EndpointHandle, rows: int = 20, *, model: str = MODEL, dims: int = DIMS,
+                 **sync_args: Any) -> SyncEnv:
+    """A products table of ``rows`` rows synced to a new index (``model``, ``dims``) by sync "products"."""
+    arn = make_index(endpoint, dims)
+    register(db_url, "products", arn, dims, model)
     env = SyncEnv(db_url, endpoint, arn)
     env.admin_sql(PRODUCTS_DDL)
     if rows:
         env.admin_sql("INSERT INTO products (id, name, description, category, price) "
                       "SELECT g, 'product ' || g, 'a fine thing number ' || g, 'cat' || (g %% 3), g * 1.5 "
                       "FROM generate_series(1, %s) g", (rows,))
-    args = {"metadata_columns": ["category", "price", "in_stock"], **sync_args}
+    args = {"metadata_columns": ["category", "price", "in_stock"], "embedding_model": model, "dimensions": dims,
+            **sync_args}
     names = ", ".join(f"{k} => %({k})s" for k in args)
     env.admin_sql("SELECT s3vl.create_sync(name => 'products', source => 'public.products', "
                   "index_name => 'products', text_expression => $$name || '. ' || coalesce(description, '')$$, "
-                  "dimensions => 256" + (", " + names if names else "") + ")", args)
+                  + names + ")", args)
     return env
 
 

@@ -1,7 +1,8 @@
 """Embedders: texts -> vectors, behind one interface (:class:`~sync.aws.embedders.base.Embedder`).
 
-:func:`for_model` picks the implementation for a sync's model: Titan (one text per call, run
-with adaptive concurrency) or Cohere (up to 96 texts per call).
+:func:`for_model` picks the implementation for a sync's model (the same models
+``s3vl.embedding_models()`` accepts in SQL): Titan text v1/v2 and Nova multimodal (one text per
+call, run with adaptive concurrency), Cohere Embed v3 and v4 (up to 96 texts per call).
 """
 
 from __future__ import annotations
@@ -9,22 +10,36 @@ from __future__ import annotations
 from typing import Any
 
 from sync.aws.embedders.base import Embedded, Embedder
-from sync.aws.embedders.bedrock import CohereEmbedder, TitanEmbedder
+from sync.aws.embedders.bedrock import (
+    BedrockEmbedder,
+    Call,
+    CohereEmbedder,
+    CohereV4Embedder,
+    NovaEmbedder,
+    TitanEmbedder,
+)
 from sync.aws.retry import RetryPolicy
 from sync.errors import SyncDefinitionError
 
+#: Model id prefix -> embedder class; the first prefix that matches wins.
+FAMILIES: tuple[tuple[str, type[BedrockEmbedder]], ...] = (
+    ("amazon.titan-embed-text", TitanEmbedder),
+    ("amazon.nova-2-multimodal-embeddings", NovaEmbedder),
+    ("cohere.embed-v4", CohereV4Embedder),
+    ("cohere.embed", CohereEmbedder),
+)
+
 
 def for_model(model: str, dimensions: int, normalize: bool, client: Any, *, concurrency: int = 8,
-              max_concurrency: int | None = None, policy: RetryPolicy | None = None) -> Embedder:
+              max_concurrency: int | None = None, policy: RetryPolicy | None = None) -> BedrockEmbedder:
     """The embedder for a Bedrock model id (as stored in ``s3vl.syncs.embedding_model``); its
     calls in flight start at ``concurrency`` and adapt up to ``max_concurrency``."""
-    if model.startswith("amazon.titan-embed-text"):
-        return TitanEmbedder(client, model, dimensions, normalize, concurrency=concurrency,
-                             max_concurrency=max_concurrency, policy=policy)
-    if model.startswith("cohere.embed"):
-        return CohereEmbedder(client, model, dimensions, normalize, concurrency=concurrency,
-                              max_concurrency=max_concurrency, policy=policy)
+    for prefix, cls in FAMILIES:
+        if model.startswith(prefix):
+            return cls(client, model, dimensions, normalize, concurrency=concurrency,
+                       max_concurrency=max_concurrency, policy=policy)
     raise SyncDefinitionError(f"no embedder for model {model!r}")
 
 
-__all__ = ["CohereEmbedder", "Embedded", "Embedder", "TitanEmbedder", "for_model"]
+__all__ = ["BedrockEmbedder", "Call", "CohereEmbedder", "CohereV4Embedder", "Embedded", "Embedder",
+           "NovaEmbedder", "TitanEmbedder", "for_model"]

@@ -31,23 +31,24 @@ class Embedded:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-def batch_indices(lengths: Sequence[int], max_items: int, max_chars: int | None = None) -> list[tuple[int, int]]:
+def batch_indices(sizes: Sequence[int], max_items: int, max_total: int | None = None) -> list[tuple[int, int]]:
     """Split texts into consecutive [start, end) ranges of at most ``max_items`` texts and, when
-    given, ``max_chars`` characters in total (a text longer than that gets a range of its own)."""
+    given, ``max_total`` in total of their ``sizes`` (characters, tokens); a text larger than
+    that gets a range of its own."""
     if max_items < 1:
         raise ValueError("max_items must be at least 1")
     ranges: list[tuple[int, int]] = []
     start = 0
-    chars = 0
-    for i, length in enumerate(lengths):
-        full = i - start >= max_items or (max_chars is not None and i > start and chars + length > max_chars)
+    total = 0
+    for i, size in enumerate(sizes):
+        full = i - start >= max_items or (max_total is not None and i > start and total + size > max_total)
         if full:
             ranges.append((start, i))
             start = i
-            chars = 0
-        chars += length
-    if start < len(lengths):
-        ranges.append((start, len(lengths)))
+            total = 0
+        total += size
+    if start < len(sizes):
+        ranges.append((start, len(sizes)))
     return ranges
 
 
@@ -62,7 +63,7 @@ class Embedder(ABC):
 
     model: str
     dimensions: int
-    #: Texts per API call (Titan 1, Cohere 96) and characters accepted per text.
+    #: Texts per API call (Titan and Nova 1, Cohere 96) and characters accepted per text.
     max_batch: int = 1
     max_chars: int = 50_000
 

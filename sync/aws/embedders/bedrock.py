@@ -1,11 +1,17 @@
-"""Bedrock Runtime embedders: Amazon Titan Text Embeddings and Cohere Embed.
+"""Bedrock Runtime embedders: Amazon Titan Text Embeddings, Amazon Nova multimodal embeddings
+(text) and Cohere Embed v3 / v4.
 
-* Titan takes one text per ``InvokeModel``; texts are sent concurrently through the embedder's
-  :class:`~sync.aws.retry.AdaptiveLimit`, which starts at ``concurrency``, grows while Bedrock
-  keeps up (up to ``max_concurrency``) and halves when it throttles.
-* Cohere takes up to 96 texts per call; a batch Bedrock refuses as a whole is retried text
-  by text, so that only the offending texts fail.
-Request and response bodies follow the models' documented JSON. Responses are parsed with
+* Titan and Nova take one text per ``InvokeModel``; texts are sent concurrently through the
+  embedder's :class:`~sync.aws.retry.AdaptiveLimit`, which starts at ``concurrency``, grows
+  while Bedrock keeps up (up to ``max_concurrency``) and halves when it throttles.
+* Cohere takes up to 96 texts per call, and v4 at most 128,000 tokens per call: texts are packed
+  into calls by count and by an upper bound of their tokens (UTF-8 bytes: no tokenizer makes more
+  tokens than bytes), so a batch over the limit is split before it is sent. A call Bedrock
+  refuses as a whole is split in halves until the refused texts stand alone, so only they fail.
+Request and response bodies follow the models' documented JSON (Bedrock user guide, model
+parameter pages). Each embedder can also :meth:`~BedrockEmbedder.plan` its calls without making them and
+read an answer back (:meth:`~BedrockEmbedder.answer`): batch inference (:mod:`sync.ops.batch`) writes
+the same bodies to S3 and reads the same answers from a job's output. Responses are parsed with
 orjson straight into float32 arrays (botocore hands InvokeModel's body over unparsed).
 """
 
@@ -16,6 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +35,23 @@ from sync.errors import EmbeddingError, RowError
 from sync.telemetry import metrics
 
 
-class _Bedrock(Embedder):
+def token_bound(text: str) -> int:
+    """An upper bound of the tokens any of these models makes of ``text``: its UTF-8 bytes."""
+    return len(text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Call:
+    """One InvokeModel request an embedder would make: which of its texts, and the body."""
+
+    indices: list[int]
+    body: dict[str, Any]
+
+
+class BedrockEmbedder(Embedder):
+    #: the most tokens (by :func:`token_bound`) one call may carry (None: no limit but max_batch)
+    max_call_tokens: int | None = None
+
     def __init__(self, client: Any, model: str, dimensions: int, normalize: bool, *, concurrency: int = 8,
                  max_concurrency: int | None = None, policy: RetryPolicy | None = None) -> None:
         self.client = client
@@ -38,6 +61,47 @@ class _Bedrock(Embedder):
         self.policy = policy or RetryPolicy()
         self.limit = AdaptiveLimit(concurrency, max_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=self.limit.maximum, thread_name_prefix="s3vl-embed")
+
+    # --- what a family defines ------------------------------------------------------------
+    def _body(self, texts: list[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _embeddings(self, out: dict[str, Any]) -> Any:
+        """The float embeddings in an answer (a list of vectors)."""
+        raise NotImplementedError
+
+    #: the model normalises its vectors itself (s3vl does not normalise them again)
+    normalizes_itself = False
+
+    def texts_of(self, body: dict[str, Any]) -> list[str]:
+        """The texts a request body carries (to match a batch job's answers to texts)."""
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------------
+    def plan(self, texts: Sequence[str]) -> tuple[list[Call], dict[int, RowError]]:
+        """The calls that embed ``texts``, and the texts refused before any call (too long)."""
+        refused: dict[int, RowError] = {}
+        ok: list[int] = []
+        for i, t in enumerate(texts):
+            if len(t) > self.max_chars:
+                refused[i] = RowError(f"text is {len(t)} characters; {self.model} accepts {self.max_chars}")
+            else:
+                ok.append(i)
+        ranges = batch_indices([token_bound(texts[i]) for i in ok], self.max_batch, self.max_call_tokens)
+        calls = []
+        for a, b in ranges:
+            indices = ok[a:b]
+            calls.append(Call(indices, self._body([texts[i] for i in indices])))
+        return calls, refused
+
+    def answer(self, out: dict[str, Any], count: int) -> list[np.ndarray | RowError]:
+        """The vectors in a model's answer to a call of ``count`` texts."""
+        try:
+            embeddings = self._embeddings(out)
+        except (KeyError, IndexError, TypeError) as exc:
+            raise EmbeddingError(f"{self.model} answered without embeddings ({exc!r}): "
+                                 f"{str(out)[:200]}") from exc
+        return self._vectors(embeddings, count, self.normalize and not self.normalizes_itself)
 
     def _on_retry(self, exc: BaseException) -> None:
         metrics.AWS_ERRORS.labels("bedrock", "InvokeModel", error_code(exc) or "error").inc()
@@ -68,6 +132,38 @@ class _Bedrock(Embedder):
         err = exc.response.get("Error", {})
         return RowError(f"Bedrock {err.get('Code', 'error')}: {err.get('Message', '')}")
 
+    def _call(self, texts: list[str], policy: RetryPolicy | None,
+              stop: threading.Event | None) -> tuple[list[np.ndarray | RowError], int]:
+        """Results for one call's texts, and the calls it took: a call refused as a whole is
+        split in halves until the refused texts stand alone (a batch over a token limit too)."""
+        check_stop(stop)
+        try:
+            out = self._invoke(self._body(texts), policy)
+        except ClientError as exc:
+            if len(texts) == 1:
+                return [self._refused(exc)], 1
+            middle = len(texts) // 2
+            left, n_left = self._call(texts[:middle], policy, stop)
+            right, n_right = self._call(texts[middle:], policy, stop)
+            return left + right, 1 + n_left + n_right
+        return self.answer(out, len(texts)), 1
+
+    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None,
+              stop: threading.Event | None = None) -> Embedded:
+        start = time.perf_counter()
+        calls, refused = self.plan(texts)
+        results: list[np.ndarray | RowError] = [RowError("not embedded")] * len(texts)
+        for i, err in refused.items():
+            results[i] = err
+        futures = [self._pool.submit(self._call, [texts[i] for i in c.indices], policy, stop) for c in calls]
+        n_calls = 0
+        for c, fut in zip(calls, futures, strict=True):
+            vectors, n = fut.result()
+            n_calls += n
+            for i, v in zip(c.indices, vectors, strict=True):
+                results[i] = v
+        return Embedded(vectors=results, calls=n_calls, texts=len(texts), seconds=time.perf_counter() - start)
+
     def _vectors(self, embeddings: Any, count: int, normalize: bool) -> list[np.ndarray | RowError]:
         """The model's answer for ``count`` texts as float32 vectors, or why one cannot be stored:
         a wrong shape is the model's (the sync is misconfigured: :class:`EmbeddingError`), a NaN
@@ -91,73 +187,73 @@ class _Bedrock(Embedder):
                                                   "for this text") for i in range(count)]
 
 
-class TitanEmbedder(_Bedrock):
-    """``amazon.titan-embed-text-v2:0`` (256/512/1024) and ``-v1`` (1536): one text per call."""
+class TitanEmbedder(BedrockEmbedder):
+    """``amazon.titan-embed-text-v2:0`` (256/512/1024; ``embeddingTypes: ["float"]``) and ``-v1``
+    (1536): one text of at most 50,000 characters (8,192 tokens) per call."""
 
-    max_batch = 1
     max_chars = 50_000
+    normalizes_itself = True  # v2 with normalize: true; v1 is given as it is (as before)
 
-    def _body(self, text: str) -> dict[str, Any]:
+    def _body(self, texts: list[str]) -> dict[str, Any]:
+        (text,) = texts
         if self.model.endswith("v1"):
             return {"inputText": text}
-        return {"inputText": text, "dimensions": self.dimensions, "normalize": self.normalize}
+        return {"inputText": text, "dimensions": self.dimensions, "normalize": self.normalize,
+                "embeddingTypes": ["float"]}
 
-    def _one(self, text: str, policy: RetryPolicy | None, stop: threading.Event | None) -> np.ndarray | RowError:
-        if len(text) > self.max_chars:
-            return RowError(f"text is {len(text)} characters; {self.model} accepts {self.max_chars}")
-        check_stop(stop)
-        try:
-            out = self._invoke(self._body(text), policy)
-        except ClientError as exc:
-            return self._refused(exc)
-        return self._vectors([out["embedding"]], 1, normalize=False)[0]  # Titan normalises itself
+    def _embeddings(self, out: dict[str, Any]) -> Any:
+        by_type = out.get("embeddingsByType")
+        return [by_type["float"] if isinstance(by_type, dict) and "float" in by_type else out["embedding"]]
 
-    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None,
-              stop: threading.Event | None = None) -> Embedded:
-        start = time.perf_counter()
-        results = list(self._pool.map(lambda t: self._one(t, policy, stop), texts))
-        return Embedded(vectors=results, calls=len(texts), texts=len(texts), seconds=time.perf_counter() - start)
+    def texts_of(self, body: dict[str, Any]) -> list[str]:
+        return [body["inputText"]]
 
 
-class CohereEmbedder(_Bedrock):
-    """``cohere.embed-english-v3`` / ``-multilingual-v3`` (1024): up to 96 texts per call."""
+class NovaEmbedder(BedrockEmbedder):
+    """``amazon.nova-2-multimodal-embeddings-v1:0`` for text (256/384/1024/3072): one text of at
+    most 8,192 tokens per call, ``SINGLE_EMBEDDING`` with ``embeddingPurpose: GENERIC_INDEX`` and
+    ``truncationMode: NONE`` (a text over the limit fails its row instead of being cut silently)."""
+
+    max_chars = 50_000
+
+    def _body(self, texts: list[str]) -> dict[str, Any]:
+        (text,) = texts
+        return {"taskType": "SINGLE_EMBEDDING",
+                "singleEmbeddingParams": {"embeddingPurpose": "GENERIC_INDEX", "embeddingDimension": self.dimensions,
+                                          "text": {"truncationMode": "NONE", "value": text}}}
+
+    def _embeddings(self, out: dict[str, Any]) -> Any:
+        return [out["embeddings"][0]["embedding"]]
+
+    def texts_of(self, body: dict[str, Any]) -> list[str]:
+        return [body["singleEmbeddingParams"]["text"]["value"]]
+
+
+class CohereEmbedder(BedrockEmbedder):
+    """``cohere.embed-english-v3`` / ``-multilingual-v3`` (1024): up to 96 texts of at most 2,048
+    characters (512 tokens) per call."""
 
     max_batch = 96
     max_chars = 2048
 
-    def _batch(self, texts: Sequence[str], policy: RetryPolicy | None,
-               stop: threading.Event | None) -> tuple[list[np.ndarray | RowError], int]:
-        check_stop(stop)
-        body = {"texts": list(texts), "input_type": "search_document", "truncate": "NONE"}
-        try:
-            out = self._invoke(body, policy)
-        except ClientError as exc:
-            if len(texts) == 1:
-                return [self._refused(exc)], 1
-            # one bad text refuses the whole batch: find it by sending each text alone
-            singles = [self._batch([t], policy, stop) for t in texts]
-            return [r[0][0] for r in singles], 1 + sum(r[1] for r in singles)
-        embeddings = out["embeddings"]
-        if isinstance(embeddings, dict):  # embedding_types given: {"float": [...]}
-            embeddings = embeddings["float"]
-        return self._vectors(embeddings, len(texts), self.normalize), 1
+    def _body(self, texts: list[str]) -> dict[str, Any]:
+        return {"texts": texts, "input_type": "search_document", "truncate": "NONE", "embedding_types": ["float"]}
 
-    def embed(self, texts: Sequence[str], *, policy: RetryPolicy | None = None,
-              stop: threading.Event | None = None) -> Embedded:
-        start = time.perf_counter()
-        results: list[np.ndarray | RowError] = [RowError("not embedded")] * len(texts)
-        ok: list[int] = []
-        for i, t in enumerate(texts):
-            if len(t) > self.max_chars:
-                results[i] = RowError(f"text is {len(t)} characters; {self.model} accepts {self.max_chars}")
-            else:
-                ok.append(i)
-        ranges = batch_indices([len(texts[i]) for i in ok], self.max_batch)
-        futures = [self._pool.submit(self._batch, [texts[i] for i in ok[a:b]], policy, stop) for a, b in ranges]
-        calls = 0
-        for (a, b), fut in zip(ranges, futures, strict=True):
-            vectors, n = fut.result()
-            calls += n
-            for j, v in zip(range(a, b), vectors, strict=True):
-                results[ok[j]] = v
-        return Embedded(vectors=results, calls=calls, texts=len(texts), seconds=time.perf_counter() - start)
+    def _embeddings(self, out: dict[str, Any]) -> Any:
+        embeddings = out["embeddings"]
+        return embeddings["float"] if isinstance(embeddings, dict) else embeddings
+
+    def texts_of(self, body: dict[str, Any]) -> list[str]:
+        texts: list[str] = body["texts"]
+        return texts
+
+
+class CohereV4Embedder(CohereEmbedder):
+    """``cohere.embed-v4:0`` (256/512/1024/1536 by ``output_dimension``): up to 96 texts and at most
+    128,000 tokens per call."""
+
+    max_call_tokens = 128_000
+    max_chars = 128_000
+
+    def _body(self, texts: list[str]) -> dict[str, Any]:
+        return {**super()._body(texts), "output_dimension": self.dimensions}

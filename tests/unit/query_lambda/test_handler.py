@@ -408,6 +408,29 @@ def test_query_text_without_searchable_keys_is_vector_only(s3v: Stubber, bedrock
     assert answer["result"]["hybrid"] is False
 
 
+@pytest.mark.parametrize(("model", "request_body", "answer"), [
+    ("cohere.embed-v4:0",
+     {"texts": ["hello"], "input_type": "search_query", "output_dimension": 2, "truncate": "RIGHT"},
+     {"embeddings": {"float": [[1.0, 0.0]]}, "response_type": "embeddings_by_type"}),
+    ("amazon.nova-2-multimodal-embeddings-v1:0",
+     {"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": {
+         "embeddingPurpose": "GENERIC_RETRIEVAL", "embeddingDimension": 2,
+         "text": {"truncationMode": "END", "value": "hello"}}},
+     {"embeddings": [{"embeddingType": "TEXT", "embedding": [1.0, 0.0]}]}),
+])
+def test_query_text_with_cohere_v4_and_nova(s3v: Stubber, bedrock: Stubber, model: str,
+                                            request_body: dict[str, Any], answer: dict[str, Any]) -> None:
+    bedrock.add_response("invoke_model", {"body": _bedrock_body(answer), "contentType": "application/json"},
+                         {"modelId": model, "contentType": "application/json", "accept": "application/json",
+                          "body": json.dumps(request_body).encode()})
+    s3v.add_response("query_vectors", {"vectors": [], "distanceMetric": "cosine"},
+                     {"indexArn": ARN, "topK": 10, "queryVector": {"float32": [1.0, 0.0]},
+                      "returnDistance": True, "returnMetadata": True})
+    result = invoke({"operation": "query_text", "index_arn": ARN, "query_text": "hello",
+                     "embedding_model": model, "dimension": 2, "text_keys": []})
+    assert result["result"]["hybrid"] is False
+
+
 def test_query_text_forcing_hybrid_without_keys_is_invalid(s3v: Stubber) -> None:
     err = error_of(invoke({"operation": "query_text", "index_arn": ARN, "query_text": "x", "hybrid": True,
                            "embedding_model": "amazon.titan-embed-text-v2:0", "dimension": 3,

@@ -75,7 +75,8 @@ def test_reindex_to_an_unknown_model_says_so_and_creates_nothing(env: SyncEnv) -
     out = _run(env, "reindex", "products", "--model", "bogus", "--dimensions", "256", url=env.admin_url)
     assert out.returncode == 1
     line = _one_line(out)
-    assert line.startswith("s3vl: error: unknown embedding model 'bogus' (known: amazon.titan-embed-text-v1, ")
+    assert line.startswith("s3vl: error: unknown embedding model 'bogus' "
+                           "(known: amazon.nova-2-multimodal-embeddings-v1:0, ")
     assert "CONTEXT" not in out.stderr
     after = env.endpoint.client("s3vectors").list_indexes(vectorBucketName=env.index_arn.split("/")[1])["indexes"]
     assert after == before
