@@ -1,8 +1,9 @@
 """The local AWS endpoint's WSGI application, and the API every service plugs into.
 
-One process on 127.0.0.1 serves S3 Vectors, Bedrock Runtime and Lambda, routed by path, plus the
-admin routes under ``/_s3vl/``. Each AWS service lives in its own sub-package (moto's layout):
-``s3vl_local.endpoint.s3vectors``, ``s3vl_local.endpoint.bedrock``, ``s3vl_local.endpoint.lambda_``.
+One process on 127.0.0.1 serves S3 Vectors, Bedrock (runtime and batch jobs), Lambda and S3,
+routed by path (S3 by its signature), plus the admin routes under ``/_s3vl/``. Each AWS service
+lives in its own sub-package (moto's layout): ``s3vl_local.endpoint.s3vectors``,
+``s3vl_local.endpoint.bedrock``, ``s3vl_local.endpoint.lambda_``, ``s3vl_local.endpoint.s3``.
 
 Registration API (how a service joins the endpoint)
 --------------------------------------------------
@@ -40,6 +41,10 @@ serialises it as AWS rest-json does: HTTP ``status``, header ``x-amzn-ErrorType:
 raises ``ClientError`` with ``Error.Code == code`` and ``Error.Message == message``. Any other
 exception becomes a 500 ``InternalServerException`` and is logged. Success: return
 :func:`json_response` ``(obj)`` or any werkzeug ``Response``.
+
+A service may instead be a whole WSGI application (``wsgi(environ, start_response)`` and
+``signing_name``): every request signed for that service (SigV4 credential scope) goes to it
+unrouted. The local S3 (moto's) is one; it gets request counters (by HTTP method) but no faults.
 
 Cross-cutting work the app does for every route, so services never do it themselves:
 fault injection (:mod:`.faults`: added latency, a fraction answered 429 or 503, per service and
@@ -83,6 +88,7 @@ log = structlog.get_logger(__name__)
 #: The service sub-packages the endpoint loads, in routing order. Each must expose
 #: ``create_service(ctx: EndpointContext) -> Service``; a missing module is skipped.
 SERVICE_MODULES: tuple[str, ...] = (
+    "s3vl_local.endpoint.s3",
     "s3vl_local.endpoint.s3vectors",
     "s3vl_local.endpoint.bedrock",
     "s3vl_local.endpoint.lambda_",
@@ -225,6 +231,10 @@ class EndpointApp:
             Rule(f"{ADMIN_PREFIX}/reset", methods=["POST"], endpoint="admin:reset"),
         ]
         self._bound: dict[str, _Bound] = {}
+        #: services that are a WSGI application of their own, by the SigV4 service they sign for
+        self._wsgi: dict[str, Any] = {
+            getattr(s, "signing_name", s.name): s for s in self.services if hasattr(s, "wsgi")
+        }
         for service in self.services:
             for route in service.routes():
                 key = f"{service.name}:{route.operation}:{route.rule}:{','.join(route.methods)}"
@@ -236,6 +246,13 @@ class EndpointApp:
 
     # -- WSGI ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        from s3vl_local.endpoint.s3 import signing_service
+
+        wsgi_service = self._wsgi.get(signing_service(environ) or "")
+        if wsgi_service is not None:  # a whole WSGI application (moto's S3), routed by signature
+            self.counters.add(wsgi_service.name, environ.get("REQUEST_METHOD", "GET"), "requests", 1)
+            result: Iterable[bytes] = wsgi_service.wsgi(environ, start_response)
+            return result
         request = Request(environ)
         response = self.dispatch(request)
         return response(environ, start_response)

@@ -1,4 +1,5 @@
-"""Local Amazon Bedrock Runtime: ``InvokeModel`` for Titan and Cohere embedding models.
+"""Local Amazon Bedrock: Runtime ``InvokeModel`` for the Titan, Nova and Cohere embedding models,
+and the control plane's batch inference jobs (:mod:`.jobs`).
 
 Vectors are computed in-process by a local embedder (:mod:`s3vl_local.embedding`): ``hash`` by
 default, ``minilm`` for semantic search (``--embedder minilm`` / ``S3VL_LOCAL_EMBEDDER``).

@@ -1,4 +1,5 @@
-"""Routes and request handling for local Bedrock Runtime ``InvokeModel`` (embedding models).
+"""Routes and request handling for local Bedrock Runtime ``InvokeModel`` (embedding models), and
+the control plane's batch inference jobs (:mod:`.jobs`).
 
 ``POST /model/{modelId}/invoke``: ``modelId`` is a model id, a foundation-model ARN or an
 inference-profile id/ARN, URL-encoded by the client (the server hands us the decoded path).
@@ -14,6 +15,7 @@ route::
 
     GET /_s3vl/bedrock/config   {"embedder": "hash", "model_timeout_fraction": 0.0, "models": [...]}
     PUT /_s3vl/bedrock/config   {"embedder": "minilm"} and/or {"model_timeout_fraction": 0.5, "seed": 1}
+                                and/or {"job_start_delay": 2.0} (batch jobs wait that long in Submitted)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from werkzeug.wrappers import Response
 from s3vl_local.embedding import EMBEDDERS, LocalEmbedder, get_embedder
 from s3vl_local.endpoint.app import ADMIN_PREFIX, Call, EndpointContext, Route, json_response
 from s3vl_local.endpoint.bedrock import errors, models
+from s3vl_local.endpoint.bedrock.jobs import BatchJobs
 from s3vl_local.errors import LocalModelMissingError
 
 log = structlog.get_logger(__name__)
@@ -53,6 +56,7 @@ class BedrockService:
         self._timeout_fraction = 0.0
         self._rng = random.Random()  # noqa: S311 - fault draws, not cryptography
         self._embedder = self._make_embedder(embedder or os.environ.get(EMBEDDER_ENV) or DEFAULT_EMBEDDER)
+        self.jobs = BatchJobs(ctx, lambda: self._embedder)
 
     @staticmethod
     def _make_embedder(name: str) -> LocalEmbedder:
@@ -64,6 +68,10 @@ class BedrockService:
     def routes(self) -> Sequence[Route]:
         return [
             Route("/model/<path:model_id>/invoke", ("POST",), "InvokeModel", self._invoke_model),
+            Route("/model-invocation-job", ("POST",), "CreateModelInvocationJob", self.jobs.create_job),
+            Route("/model-invocation-job/<path:job_id>", ("GET",), "GetModelInvocationJob", self.jobs.get_job),
+            Route("/model-invocation-jobs", ("GET",), "ListModelInvocationJobs", self.jobs.list_jobs),
+            Route("/model-invocation-job/<path:job_id>/stop", ("POST",), "StopModelInvocationJob", self.jobs.stop_job),
             Route(f"{ADMIN_PREFIX}/bedrock/config", ("GET", "PUT"), "AdminConfig", self._config),
         ]
 
@@ -103,7 +111,7 @@ class BedrockService:
     def _config(self, call: Call) -> Response:
         if call.request.method == "PUT":
             body = call.json()
-            allowed = {"embedder", "model_timeout_fraction", "seed"}
+            allowed = {"embedder", "model_timeout_fraction", "seed", "job_start_delay"}
             if not isinstance(body, dict) or set(body) - allowed:
                 raise errors.validation(f"bedrock config: a JSON object with members among {sorted(allowed)}")
             self._apply(body)
@@ -113,6 +121,7 @@ class BedrockService:
                     "embedder": self._embedder.name,
                     "embedders": sorted(EMBEDDERS),
                     "model_timeout_fraction": self._timeout_fraction,
+                    "job_start_delay": self.jobs.start_delay,
                     "models": sorted(models.MODELS),
                 }
             )
@@ -132,6 +141,11 @@ class BedrockService:
             isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1
         ):
             raise errors.validation("bedrock config: model_timeout_fraction must be a number in [0, 1]")
+        delay = body.get("job_start_delay")
+        if delay is not None and (
+            isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 600
+        ):
+            raise errors.validation("bedrock config: job_start_delay must be a number of seconds in [0, 600]")
         seed = body.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise errors.validation("bedrock config: seed must be an integer")
@@ -140,6 +154,8 @@ class BedrockService:
                 self._embedder = embedder
             if fraction is not None:
                 self._timeout_fraction = float(fraction)
+            if delay is not None:
+                self.jobs.start_delay = float(delay)
             if "seed" in body:
                 self._rng = random.Random(seed)  # noqa: S311
 
