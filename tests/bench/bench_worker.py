@@ -148,7 +148,8 @@ class Bench:
         self.cluster.drop_database(db_url)
 
 
-MODELS = {"cohere-1024": (COHERE, 1024, 500), "titan-1024": (TITAN, 1024, 200), "titan-256": (TITAN, 256, 200)}
+MODELS = {"cohere-1024": (COHERE, 1024, 500), "cohere4-1024": ("cohere.embed-v4:0", 1024, 500),
+          "titan-1024": (TITAN, 1024, 200), "titan-256": (TITAN, 256, 200)}
 
 
 def run_backfill(bench: Bench, rows: int, updates: bool, models: list[str]) -> None:
@@ -249,7 +250,8 @@ def main() -> int:
     parser.add_argument("--latency-rows", type=int, default=2000, help="rows per worker in the latency runs")
     parser.add_argument("--minilm-rows", type=int, default=1000, help="rows for the MiniLM run")
     parser.add_argument("--only", default="backfill,updates,latency,minilm", help="comma-separated scenarios")
-    parser.add_argument("--models", default="cohere-1024,titan-1024,titan-256", help="backfills to run")
+    parser.add_argument("--models", default="cohere-1024,titan-1024,titan-256",
+                        help=f"backfills to run, among {sorted(MODELS)}")
     parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
                         help="a worker setting for every run, e.g. worker_max_concurrency=8")
     args = parser.parse_args()
