@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -182,14 +183,20 @@ def query_vectors(request: QueryVectors, budget: aws.Budget) -> dict[str, Any]:
     return {"vectors": rows, "distance_metric": metric, "prefilter": pre}
 
 
+#: A cross-region inference profile id: a geography, a dot, then the model id it serves.
+_PROFILE = re.compile(r"^(us-gov|us|eu|apac|ca|jp|au|global)\.")
+
+
 def embed(model: str, text: str, dimension: int, index_arn: str, budget: aws.Budget) -> tuple[list[float], int | None]:
-    """The embedding of ``text`` by Bedrock ``model``: (vector, input tokens when reported)."""
+    """The embedding of ``text`` by Bedrock ``model`` (a model id, or an inference profile id such
+    as ``us.cohere.embed-v4:0``, invoked as it is): (vector, input tokens when reported)."""
     body: dict[str, Any]
-    if model.startswith("amazon.titan-embed-text-v2"):
+    base = _PROFILE.sub("", model, count=1)
+    if base.startswith("amazon.titan-embed-text-v2"):
         body = {"inputText": text, "dimensions": dimension, "normalize": True}
-    elif model.startswith("amazon.titan-embed"):
+    elif base.startswith("amazon.titan-embed"):
         body = {"inputText": text}
-    elif model.startswith("amazon.nova-2-multimodal-embeddings"):
+    elif base.startswith("amazon.nova-2-multimodal-embeddings"):
         body = {
             "taskType": "SINGLE_EMBEDDING",
             "singleEmbeddingParams": {
@@ -198,9 +205,9 @@ def embed(model: str, text: str, dimension: int, index_arn: str, budget: aws.Bud
                 "text": {"truncationMode": "END", "value": text},
             },
         }
-    elif model.startswith("cohere.embed-v4"):
+    elif base.startswith("cohere.embed-v4"):
         body = {"texts": [text], "input_type": "search_query", "output_dimension": dimension, "truncate": "RIGHT"}
-    elif model.startswith("cohere.embed"):
+    elif base.startswith("cohere.embed"):
         body = {"texts": [text], "input_type": "search_query"}
     else:
         raise EmbeddingError(

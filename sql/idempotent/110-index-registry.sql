@@ -96,8 +96,8 @@ BEGIN
     END IF;
     -- Ask S3 Vectors (through the Lambda): the index must exist; record what it is.
     info := s3vl._invoke('get_index', jsonb_build_object('index_arn', index_arn));
-    IF embedding_model IS NOT NULL AND to_regprocedure('s3vl.embedding_models()') IS NOT NULL THEN
-        EXECUTE 'SELECT dimensions FROM s3vl.embedding_models() WHERE model = $1' INTO dims USING embedding_model;
+    IF embedding_model IS NOT NULL AND to_regprocedure('s3vl.embedding_model(text)') IS NOT NULL THEN
+        EXECUTE 'SELECT dimensions FROM s3vl.embedding_model($1)' INTO dims USING embedding_model;
         IF dims IS NULL THEN
             PERFORM s3vl._raise('invalid_argument', format('unknown embedding model %s', quote_literal(embedding_model)),
                 (SELECT 'known models: ' || string_agg(model, ', ') FROM s3vl.embedding_models()));

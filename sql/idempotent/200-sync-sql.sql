@@ -34,6 +34,18 @@ AS $$
 $$;
 COMMENT ON FUNCTION s3vl.embedding_models() IS 'Bedrock embedding models a sync may use (dimensions, batch size, input limit).';
 
+-- The row of a model id, or of a cross-region inference profile id (us./eu./apac./.../global.
+-- before the model id: the profile serves that model); no row for an unknown model.
+CREATE OR REPLACE FUNCTION s3vl.embedding_model(model_id text)
+RETURNS TABLE (model text, dimensions int[], max_batch int, max_chars int)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT em.model, em.dimensions, em.max_batch, em.max_chars FROM s3vl.embedding_models() em
+    WHERE em.model = regexp_replace(model_id, '^(us-gov|us|eu|apac|ca|jp|au|global)\.', '')
+$$;
+COMMENT ON FUNCTION s3vl.embedding_model(text) IS 'The embedding_models() row of a model id or of a cross-region inference profile id.';
+
 -- === definitions ===========================================================================
 CREATE OR REPLACE FUNCTION s3vl._sync(sync_name text)
 RETURNS s3vl.syncs

@@ -222,7 +222,7 @@ BEGIN
         RAISE EXCEPTION 'index "%" is already written by sync "%"', s.index_name, c USING ERRCODE = 'duplicate_object',
             HINT = 'Two syncs writing one index would overwrite each other''s vectors with equal keys: register another index for this sync.';
     END IF;
-    SELECT * INTO m FROM s3vl.embedding_models() em WHERE em.model = s.embedding_model;
+    SELECT * INTO m FROM s3vl.embedding_model(s.embedding_model);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown embedding model %', quote_literal(s.embedding_model) USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Known models: ' || (SELECT string_agg(model, ', ') FROM s3vl.embedding_models());

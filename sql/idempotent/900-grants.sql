@@ -43,7 +43,7 @@ GRANT EXECUTE ON FUNCTION
     s3vl.similar_to(text, text, integer, jsonb, boolean, boolean),
     s3vl.get_vectors(text[], text, text, boolean, boolean),
     s3vl.list_vectors(text, text, integer, text, boolean, boolean, integer, integer),
-    s3vl.embedding_models(), s3vl.sync_key_sql(text, text), s3vl.sync_text_sql(text, text),
+    s3vl.embedding_models(), s3vl.embedding_model(text), s3vl.sync_key_sql(text, text), s3vl.sync_text_sql(text, text),
     s3vl.sync_hash_sql(text, text), s3vl.sync_metadata_sql(text, text), s3vl.capture_slot_name(),
     s3vl._may_read_source(regclass, text[]),
     -- the helpers sync_*_sql build with

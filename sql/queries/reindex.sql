@@ -13,7 +13,7 @@ FROM s3vl.syncs s JOIN s3vl.indexes i ON i.name = s.index_name WHERE s.name = s3
 
 -- reindex_model --
 -- The dimensions a model produces (no row: s3vl does not know the model).
-SELECT dimensions FROM s3vl.embedding_models() WHERE model = %(model)s;
+SELECT dimensions FROM s3vl.embedding_model(%(model)s);
 
 -- reindex_prepare --
 SELECT (s3vl.reindex_prepare(%(sync)s, %(index_arn)s, %(model)s, %(dimensions)s, %(metric)s)).name;

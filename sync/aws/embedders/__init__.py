@@ -7,6 +7,7 @@ call, run with adaptive concurrency), Cohere Embed v3 and v4 (up to 96 texts per
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sync.aws.embedders.base import Embedded, Embedder
@@ -30,16 +31,27 @@ FAMILIES: tuple[tuple[str, type[BedrockEmbedder]], ...] = (
 )
 
 
+#: A cross-region inference profile id is a geography, a dot, then the model id it serves
+#: (``us.cohere.embed-v4:0``); the same prefixes as ``s3vl.embedding_model()`` strips.
+_PROFILE = re.compile(r"^(us-gov|us|eu|apac|ca|jp|au|global)\.")
+
+
+def foundation_model(model: str) -> str:
+    """The model id an inference profile id serves (a model id as it is)."""
+    return _PROFILE.sub("", model, count=1)
+
+
 def for_model(model: str, dimensions: int, normalize: bool, client: Any, *, concurrency: int = 8,
               max_concurrency: int | None = None, policy: RetryPolicy | None = None) -> BedrockEmbedder:
     """The embedder for a Bedrock model id (as stored in ``s3vl.syncs.embedding_model``); its
-    calls in flight start at ``concurrency`` and adapt up to ``max_concurrency``."""
+    calls in flight start at ``concurrency`` and adapt up to ``max_concurrency``. An inference
+    profile id is invoked as it is, with its model's request shapes."""
     for prefix, cls in FAMILIES:
-        if model.startswith(prefix):
+        if foundation_model(model).startswith(prefix):
             return cls(client, model, dimensions, normalize, concurrency=concurrency,
                        max_concurrency=max_concurrency, policy=policy)
     raise SyncDefinitionError(f"no embedder for model {model!r}")
 
 
 __all__ = ["BedrockEmbedder", "Call", "CohereEmbedder", "CohereV4Embedder", "Embedded", "Embedder",
-           "NovaEmbedder", "TitanEmbedder", "for_model"]
+           "NovaEmbedder", "TitanEmbedder", "for_model", "foundation_model"]

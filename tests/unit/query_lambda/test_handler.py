@@ -417,6 +417,9 @@ def test_query_text_without_searchable_keys_is_vector_only(s3v: Stubber, bedrock
          "embeddingPurpose": "GENERIC_RETRIEVAL", "embeddingDimension": 2,
          "text": {"truncationMode": "END", "value": "hello"}}},
      {"embeddings": [{"embeddingType": "TEXT", "embedding": [1.0, 0.0]}]}),
+    ("global.cohere.embed-v4:0",  # an inference profile: invoked as it is, with its model's shapes
+     {"texts": ["hello"], "input_type": "search_query", "output_dimension": 2, "truncate": "RIGHT"},
+     {"embeddings": [[1.0, 0.0]], "response_type": "embeddings_floats"}),
 ])
 def test_query_text_with_cohere_v4_and_nova(s3v: Stubber, bedrock: Stubber, model: str,
                                             request_body: dict[str, Any], answer: dict[str, Any]) -> None:

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from sync.aws.embedders import CohereEmbedder, CohereV4Embedder, NovaEmbedder, TitanEmbedder, for_model
+from sync.aws.embedders import (
+    CohereEmbedder,
+    CohereV4Embedder,
+    NovaEmbedder,
+    TitanEmbedder,
+    for_model,
+    foundation_model,
+)
 from sync.aws.embedders.bedrock import token_bound
 from sync.aws.retry import RetryPolicy
 from sync.errors import EmbeddingError, RowError, SyncDefinitionError, TransientAwsError
@@ -33,6 +40,7 @@ class FakeBedrock:
         self.delay = delay
         self.max_chars = max_chars
         self.bodies: list[dict[str, Any]] = []
+        self.models: list[str] = []
         self.throttle_left = throttle_first
         self.lock = threading.Lock()
 
@@ -41,6 +49,7 @@ class FakeBedrock:
         time.sleep(self.delay)
         with self.lock:
             self.bodies.append(doc)
+            self.models.append(modelId)
             if self.throttle_left:
                 self.throttle_left -= 1
                 raise _error("ThrottlingException", 429)
@@ -171,6 +180,18 @@ def test_for_model() -> None:
         for_model("openai.ada", 1, True, None)
 
 
+def test_an_inference_profile_is_invoked_as_it_is_with_its_models_shapes() -> None:
+    assert foundation_model("global.cohere.embed-v4:0") == "cohere.embed-v4:0"
+    assert foundation_model("us-gov.amazon.titan-embed-text-v2:0") == "amazon.titan-embed-text-v2:0"
+    assert foundation_model("cohere.embed-v4:0") == "cohere.embed-v4:0"
+    client = FakeBedrock(256)
+    emb = for_model("eu.cohere.embed-v4:0", 256, False, client)
+    assert type(emb) is CohereV4Embedder
+    emb.embed(["a"])
+    assert client.bodies[0]["output_dimension"] == 256
+    assert client.models == ["eu.cohere.embed-v4:0"]
+
+
 def test_cohere_v4_asks_for_its_dimension_and_packs_calls_by_tokens() -> None:
     client = FakeBedrock(512)
     emb = CohereV4Embedder(client, "cohere.embed-v4:0", 512, False, concurrency=2, policy=FAST)
@@ -202,7 +223,8 @@ def test_nova_request_is_the_documented_single_embedding() -> None:
     assert a.shape == (384,)
     assert a[0] == pytest.approx(1.0)  # normalised by s3vl: Nova's vectors are taken as they come
     assert isinstance(bad, RowError)
-    assert client.bodies[0] == {"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": {
+    hello = next(b for b in client.bodies if b["singleEmbeddingParams"]["text"]["value"] == "hello world")
+    assert hello == {"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": {
         "embeddingPurpose": "GENERIC_INDEX", "embeddingDimension": 384,
         "text": {"truncationMode": "NONE", "value": "hello world"}}}
 
