@@ -34,6 +34,11 @@ from sync.aws.retry import AdaptiveLimit, RetryPolicy, error_code, is_throttling
 from sync.errors import EmbeddingError, RowError
 from sync.telemetry import metrics
 
+#: Refusals that are the model's or the account's, not a text's (model not enabled or unknown,
+#: credentials refused): the sync pauses instead of failing every row, and no text is retried.
+MODEL_REFUSALS = frozenset({"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
+                            "ExpiredTokenException"})
+
 
 def token_bound(text: str) -> int:
     """An upper bound of the tokens any of these models makes of ``text``: its UTF-8 bytes."""
@@ -140,6 +145,10 @@ class BedrockEmbedder(Embedder):
         try:
             out = self._invoke(self._body(texts), policy)
         except ClientError as exc:
+            code = error_code(exc)
+            if code in MODEL_REFUSALS:
+                raise EmbeddingError(f"Bedrock refused {self.model}: {code}: "
+                                     f"{exc.response.get('Error', {}).get('Message', '')}") from exc
             if len(texts) == 1:
                 return [self._refused(exc)], 1
             middle = len(texts) // 2

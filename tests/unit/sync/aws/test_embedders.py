@@ -259,3 +259,17 @@ def test_the_sql_model_table_matches_the_embedders() -> None:
     for model, dims, max_batch, max_chars in rows:
         emb = for_model(model, int(dims.split(",")[0]), True, None)
         assert (emb.max_batch, emb.max_chars) == (int(max_batch), int(max_chars)), model
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "ResourceNotFoundException"])
+def test_a_refused_model_fails_the_sync_not_its_rows(code: str) -> None:
+    class Refusing(FakeBedrock):
+        def invoke_model(self, **kwargs: Any) -> dict[str, Any]:
+            self.bodies.append(json.loads(kwargs["body"]))
+            raise _error(code, 403 if code.startswith("Access") else 404)
+
+    client = Refusing(8)
+    emb = CohereV4Embedder(client, "cohere.embed-v4:0", 8, False, policy=FAST)
+    with pytest.raises(EmbeddingError, match=f"Bedrock refused cohere.embed-v4:0: {code}"):
+        emb.embed([f"t{i}" for i in range(96)])
+    assert len(client.bodies) == 1  # no halving, no text retried alone
