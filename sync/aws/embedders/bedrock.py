@@ -9,9 +9,10 @@
   tokens than bytes), so a batch over the limit is split before it is sent. A call Bedrock
   refuses as a whole is split in halves until the refused texts stand alone, so only they fail.
 Request and response bodies follow the models' documented JSON (Bedrock user guide, model
-parameter pages). Each embedder can also :meth:`~BedrockEmbedder.plan` its calls without making them and
-read an answer back (:meth:`~BedrockEmbedder.answer`): batch inference (:mod:`sync.ops.batch`) writes
-the same bodies to S3 and reads the same answers from a job's output. Responses are parsed with
+parameter pages). Each embedder can also :meth:`~BedrockEmbedder.plan` its calls without making
+them and read an answer back (:meth:`~BedrockEmbedder.answer`), as Bedrock batch inference needs
+(its JSONL records carry the same bodies, its output the same answers; s3vl does not submit
+batch jobs yet). Responses are parsed with
 orjson straight into float32 arrays (botocore hands InvokeModel's body over unparsed).
 """
 
@@ -38,6 +39,16 @@ from sync.telemetry import metrics
 #: credentials refused): the sync pauses instead of failing every row, and no text is retried.
 MODEL_REFUSALS = frozenset({"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
                             "ExpiredTokenException"})
+#: ValidationExceptions that are about the model id, not the body: an invalid identifier, or a
+#: model reached only through an inference profile ("on-demand throughput isn't supported").
+MODEL_VALIDATION = ("model identifier is invalid", "on-demand throughput")
+
+
+def model_refused(exc: ClientError) -> bool:
+    """Does this refusal say the model (or the account) cannot be used, whatever the text?"""
+    code = error_code(exc)
+    message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+    return code in MODEL_REFUSALS or (code == "ValidationException" and any(m in message for m in MODEL_VALIDATION))
 
 
 def token_bound(text: str) -> int:
@@ -137,17 +148,17 @@ class BedrockEmbedder(Embedder):
         err = exc.response.get("Error", {})
         return RowError(f"Bedrock {err.get('Code', 'error')}: {err.get('Message', '')}")
 
-    def _call(self, texts: list[str], policy: RetryPolicy | None,
-              stop: threading.Event | None) -> tuple[list[np.ndarray | RowError], int]:
-        """Results for one call's texts, and the calls it took: a call refused as a whole is
-        split in halves until the refused texts stand alone (a batch over a token limit too)."""
+    def _call(self, texts: list[str], policy: RetryPolicy | None, stop: threading.Event | None,
+              body: dict[str, Any] | None = None) -> tuple[list[np.ndarray | RowError], int]:
+        """Results for one call's texts (``body``: the call's, when already built), and the calls
+        it took: a call refused as a whole is split in halves until the refused texts stand
+        alone (a batch over a token limit too); a refusal of the model raises EmbeddingError."""
         check_stop(stop)
         try:
-            out = self._invoke(self._body(texts), policy)
+            out = self._invoke(body if body is not None else self._body(texts), policy)
         except ClientError as exc:
-            code = error_code(exc)
-            if code in MODEL_REFUSALS:
-                raise EmbeddingError(f"Bedrock refused {self.model}: {code}: "
+            if model_refused(exc):
+                raise EmbeddingError(f"Bedrock refused {self.model}: {error_code(exc)}: "
                                      f"{exc.response.get('Error', {}).get('Message', '')}") from exc
             if len(texts) == 1:
                 return [self._refused(exc)], 1
@@ -164,7 +175,7 @@ class BedrockEmbedder(Embedder):
         results: list[np.ndarray | RowError] = [RowError("not embedded")] * len(texts)
         for i, err in refused.items():
             results[i] = err
-        futures = [self._pool.submit(self._call, [texts[i] for i in c.indices], policy, stop) for c in calls]
+        futures = [self._pool.submit(self._call, [texts[i] for i in c.indices], policy, stop, c.body) for c in calls]
         n_calls = 0
         for c, fut in zip(calls, futures, strict=True):
             vectors, n = fut.result()

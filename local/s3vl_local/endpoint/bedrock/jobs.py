@@ -247,28 +247,36 @@ class BatchJobs:
             with self._lock:
                 job.set("Failed", f"Internal error: {exc}")
 
+    def _advance(self, job: Job, status: str, message: str | None = None) -> bool:
+        """Move the job on, unless a stop came first: then it is ``Stopped`` and False is returned
+        (under the lock, so a stop between two steps is never overwritten)."""
+        with self._lock:
+            if job.stop.is_set():
+                job.set("Stopped")
+                return False
+            job.set(status, message)
+            return True
+
     def _execute(self, job: Job, counters: Counters) -> None:
         deadline = time.monotonic() + self.start_delay
         while time.monotonic() < deadline and not job.stop.is_set():
             time.sleep(0.02)
-        if job.stop.is_set():
-            with self._lock:
-                job.set("Stopped")
+        if not self._advance(job, "Validating"):
             return
-        with self._lock:
-            job.set("Validating")
         s3 = self._s3()
         files = self._read_inputs(job, s3)
         if files is None:
             return
-        with self._lock:
-            job.total = sum(len(lines) for _, lines in files)
-            job.set("InProgress")
+        job.total = sum(len(lines) for _, lines in files)
+        if not self._advance(job, "InProgress"):
+            return
         out_bucket, out_prefix = _split(job.output_uri)
         out_prefix = f"{out_prefix.rstrip('/')}/{job.job_id}/" if out_prefix.strip("/") else f"{job.job_id}/"
         embedder = self._embedder()
         tokens = 0
         for name, lines in files:
+            if job.stop.is_set():
+                break
             out_lines = []
             for record in lines:
                 if job.stop.is_set():
@@ -287,7 +295,8 @@ class BatchJobs:
                     job.processed += 1
                     job.succeeded += ok
                     job.failed += not ok
-            s3.put_object(Bucket=out_bucket, Key=f"{out_prefix}{name}.out", Body=b"\n".join(out_lines) + b"\n")
+            if out_lines:
+                s3.put_object(Bucket=out_bucket, Key=f"{out_prefix}{name}.out", Body=b"\n".join(out_lines) + b"\n")
         manifest = {"totalRecordCount": job.total, "processedRecordCount": job.processed,
                     "successRecordCount": job.succeeded, "errorRecordCount": job.failed,
                     "inputTokenCount": tokens, "outputTokenCount": 0}
@@ -295,8 +304,8 @@ class BatchJobs:
         for key, n in (("records", job.processed), ("error_records", job.failed), ("input_tokens", tokens),
                        (f"records:{job.spec.model_id}", job.processed)):
             counters.add("bedrock", "ModelInvocationJob", key, n)
-        with self._lock:
-            job.set("Stopped" if job.stop.is_set() else "Completed")
+        with self._lock:  # a stop that came after the last record changes nothing: the job is done
+            job.set("Completed" if job.processed == job.total else "Stopped")
 
     def _read_inputs(self, job: Job, s3: Any) -> list[tuple[str, list[dict[str, Any]]]] | None:
         """The input files (name relative to the input prefix, records); None when the job failed."""
@@ -325,6 +334,9 @@ class BatchJobs:
         except s3.exceptions.NoSuchBucket:
             self._fail(job, f"The S3 bucket {bucket} does not exist.")
             return None
+        except s3.exceptions.NoSuchKey:
+            self._fail(job, f"The input file {job.input_uri} does not exist.")
+            return None
         except (ValueError, UnicodeDecodeError) as exc:
             self._fail(job, f"Invalid input: {exc}")
             return None
@@ -338,6 +350,5 @@ class BatchJobs:
         return files
 
     def _fail(self, job: Job, message: str) -> None:
-        with self._lock:
-            job.set("Failed", message)
+        self._advance(job, "Failed", message)
 

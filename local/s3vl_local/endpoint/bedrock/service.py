@@ -160,4 +160,4 @@ class BedrockService:
                 self._rng = random.Random(seed)  # noqa: S311
 
     def close(self) -> None:
-        """Nothing to flush: the service keeps no data."""
+        """Nothing to flush: batch jobs live in memory, on daemon threads that end with the process."""

@@ -138,6 +138,10 @@ def test_jobs_that_cannot_run_fail_with_a_message(endpoint: EndpointHandle, buck
     job = wait(endpoint, create(endpoint, "no-such-bucket-here"))
     assert job["status"] == "Failed"
     assert "does not exist" in job["message"]
+    args = {"inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/in/missing.jsonl"}}}
+    job = wait(endpoint, create(endpoint, bucket, **args))
+    assert job["status"] == "Failed"
+    assert job["message"] == f"The input file s3://{bucket}/in/missing.jsonl does not exist."
 
 
 def test_stop_list_and_conflicts(endpoint: EndpointHandle, bucket: str) -> None:
@@ -163,6 +167,7 @@ def test_stop_list_and_conflicts(endpoint: EndpointHandle, bucket: str) -> None:
     with pytest.raises(ClientError) as info:
         bedrock.get_model_invocation_job(jobIdentifier="abcdefabcdef")
     assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    create(endpoint, bucket)  # a second job of this test, so that one job per page leaves a next page
     page = bedrock.list_model_invocation_jobs(maxResults=1)
     assert len(page["invocationJobSummaries"]) == 1
     assert "nextToken" in page

@@ -261,15 +261,42 @@ def test_the_sql_model_table_matches_the_embedders() -> None:
         assert (emb.max_batch, emb.max_chars) == (int(max_batch), int(max_chars)), model
 
 
-@pytest.mark.parametrize("code", ["AccessDeniedException", "ResourceNotFoundException"])
-def test_a_refused_model_fails_the_sync_not_its_rows(code: str) -> None:
+@pytest.mark.parametrize(("code", "message"), [
+    ("AccessDeniedException", "You don't have access to the model with the specified model ID."),
+    ("ResourceNotFoundException", "Could not resolve the foundation model"),
+    ("ValidationException", "The provided model identifier is invalid."),
+    ("ValidationException", "Invocation of model ID cohere.embed-v4:0 with on-demand throughput isn't supported."),
+])
+def test_a_refused_model_fails_the_sync_not_its_rows(code: str, message: str) -> None:
     class Refusing(FakeBedrock):
         def invoke_model(self, **kwargs: Any) -> dict[str, Any]:
             self.bodies.append(json.loads(kwargs["body"]))
-            raise _error(code, 403 if code.startswith("Access") else 404)
+            raise ClientError({"Error": {"Code": code, "Message": message}}, "InvokeModel")
 
     client = Refusing(8)
     emb = CohereV4Embedder(client, "cohere.embed-v4:0", 8, False, policy=FAST)
     with pytest.raises(EmbeddingError, match=f"Bedrock refused cohere.embed-v4:0: {code}"):
         emb.embed([f"t{i}" for i in range(96)])
     assert len(client.bodies) == 1  # no halving, no text retried alone
+
+
+def test_every_copy_of_the_inference_profile_prefixes_agrees() -> None:
+    """The worker, the query Lambda, the local Bedrock and SQL each strip the same geographies."""
+    import re
+    from pathlib import Path
+
+    from sync.aws import embedders
+
+    root = Path(__file__).parents[4]
+
+    def prefixes(pattern: str) -> set[str]:
+        match = re.search(r"\^\(([a-z|-]+)\)", pattern)
+        assert match, pattern
+        return set(match.group(1).split("|"))
+
+    want = prefixes(embedders._PROFILE.pattern)
+    sql = (root / "sql" / "idempotent" / "200-sync-sql.sql").read_text()
+    lam = (root / "lambda" / "s3vl_query" / "operations.py").read_text()
+    local = (root / "local" / "s3vl_local" / "endpoint" / "bedrock" / "models.py").read_text()
+    for text in (sql, lam, local):
+        assert prefixes(text[text.index("^("):]) == want
