@@ -66,6 +66,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -95,6 +96,18 @@ SERVICE_MODULES: tuple[str, ...] = (
 )
 
 ADMIN_PREFIX = "/_s3vl"
+
+_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[a-z0-9-]+/([a-z0-9-]+)/aws4_request")
+_QUERY_SCOPE = re.compile(r"X-Amz-Credential=[^&]*?%2F[a-z0-9-]+%2F([a-z0-9-]+)%2Faws4_request", re.IGNORECASE)
+
+
+def signing_service(environ: dict[str, Any]) -> str | None:
+    """The service a request is signed for (SigV4 credential scope, in the ``Authorization``
+    header or, presigned, the ``X-Amz-Credential`` query parameter), or None if unsigned."""
+    match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if match is None:
+        match = _QUERY_SCOPE.search(environ.get("QUERY_STRING", ""))
+    return match.group(1) if match else None
 
 
 class AwsError(Exception):
@@ -246,8 +259,6 @@ class EndpointApp:
 
     # -- WSGI ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        from s3vl_local.endpoint.s3 import signing_service
-
         wsgi_service = self._wsgi.get(signing_service(environ) or "")
         if wsgi_service is not None:  # a whole WSGI application (moto's S3), routed by signature
             self.counters.add(wsgi_service.name, environ.get("REQUEST_METHOD", "GET"), "requests", 1)

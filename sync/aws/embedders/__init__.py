@@ -46,8 +46,9 @@ def for_model(model: str, dimensions: int, normalize: bool, client: Any, *, conc
     """The embedder for a Bedrock model id (as stored in ``s3vl.syncs.embedding_model``); its
     calls in flight start at ``concurrency`` and adapt up to ``max_concurrency``. An inference
     profile id is invoked as it is, with its model's request shapes."""
+    base = foundation_model(model)
     for prefix, cls in FAMILIES:
-        if foundation_model(model).startswith(prefix):
+        if base.startswith(prefix):
             return cls(client, model, dimensions, normalize, concurrency=concurrency,
                        max_concurrency=max_concurrency, policy=policy)
     raise SyncDefinitionError(f"no embedder for model {model!r}")

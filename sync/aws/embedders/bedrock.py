@@ -12,8 +12,8 @@ Request and response bodies follow the models' documented JSON (Bedrock user gui
 parameter pages). Each embedder can also :meth:`~BedrockEmbedder.plan` its calls without making
 them and read an answer back (:meth:`~BedrockEmbedder.answer`), as Bedrock batch inference needs
 (its JSONL records carry the same bodies, its output the same answers; s3vl does not submit
-batch jobs yet). Responses are parsed with
-orjson straight into float32 arrays (botocore hands InvokeModel's body over unparsed).
+batch jobs yet). Responses are parsed with orjson straight into float32 arrays (botocore hands
+InvokeModel's body over unparsed).
 """
 
 from __future__ import annotations
@@ -44,10 +44,14 @@ MODEL_REFUSALS = frozenset({"AccessDeniedException", "ResourceNotFoundException"
 MODEL_VALIDATION = ("model identifier is invalid", "on-demand throughput")
 
 
+def _message(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Message", ""))
+
+
 def model_refused(exc: ClientError) -> bool:
     """Does this refusal say the model (or the account) cannot be used, whatever the text?"""
     code = error_code(exc)
-    message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+    message = _message(exc).lower()
     return code in MODEL_REFUSALS or (code == "ValidationException" and any(m in message for m in MODEL_VALIDATION))
 
 
@@ -88,10 +92,6 @@ class BedrockEmbedder(Embedder):
 
     #: the model normalises its vectors itself (s3vl does not normalise them again)
     normalizes_itself = False
-
-    def texts_of(self, body: dict[str, Any]) -> list[str]:
-        """The texts a request body carries (to match a batch job's answers to texts)."""
-        raise NotImplementedError
 
     # --- shared -------------------------------------------------------------------------------
     def plan(self, texts: Sequence[str]) -> tuple[list[Call], dict[int, RowError]]:
@@ -145,8 +145,7 @@ class BedrockEmbedder(Embedder):
 
     @staticmethod
     def _refused(exc: ClientError) -> RowError:
-        err = exc.response.get("Error", {})
-        return RowError(f"Bedrock {err.get('Code', 'error')}: {err.get('Message', '')}")
+        return RowError(f"Bedrock {error_code(exc) or 'error'}: {_message(exc)}")
 
     def _call(self, texts: list[str], policy: RetryPolicy | None, stop: threading.Event | None,
               body: dict[str, Any] | None = None) -> tuple[list[np.ndarray | RowError], int]:
@@ -158,8 +157,7 @@ class BedrockEmbedder(Embedder):
             out = self._invoke(body if body is not None else self._body(texts), policy)
         except ClientError as exc:
             if model_refused(exc):
-                raise EmbeddingError(f"Bedrock refused {self.model}: {error_code(exc)}: "
-                                     f"{exc.response.get('Error', {}).get('Message', '')}") from exc
+                raise EmbeddingError(f"Bedrock refused {self.model}: {error_code(exc)}: {_message(exc)}") from exc
             if len(texts) == 1:
                 return [self._refused(exc)], 1
             middle = len(texts) // 2
@@ -225,9 +223,6 @@ class TitanEmbedder(BedrockEmbedder):
         by_type = out.get("embeddingsByType")
         return [by_type["float"] if isinstance(by_type, dict) and "float" in by_type else out["embedding"]]
 
-    def texts_of(self, body: dict[str, Any]) -> list[str]:
-        return [body["inputText"]]
-
 
 class NovaEmbedder(BedrockEmbedder):
     """``amazon.nova-2-multimodal-embeddings-v1:0`` for text (256/384/1024/3072): one text of at
@@ -245,9 +240,6 @@ class NovaEmbedder(BedrockEmbedder):
     def _embeddings(self, out: dict[str, Any]) -> Any:
         return [out["embeddings"][0]["embedding"]]
 
-    def texts_of(self, body: dict[str, Any]) -> list[str]:
-        return [body["singleEmbeddingParams"]["text"]["value"]]
-
 
 class CohereEmbedder(BedrockEmbedder):
     """``cohere.embed-english-v3`` / ``-multilingual-v3`` (1024): up to 96 texts of at most 2,048
@@ -262,10 +254,6 @@ class CohereEmbedder(BedrockEmbedder):
     def _embeddings(self, out: dict[str, Any]) -> Any:
         embeddings = out["embeddings"]
         return embeddings["float"] if isinstance(embeddings, dict) else embeddings
-
-    def texts_of(self, body: dict[str, Any]) -> list[str]:
-        texts: list[str] = body["texts"]
-        return texts
 
 
 class CohereV4Embedder(CohereEmbedder):

@@ -93,8 +93,13 @@ COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clus
 COHERE_TRUNCATE = ("NONE", "START", "END")
 COHERE_EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
 COHERE_V4_DIMENSIONS = (256, 512, 1024, 1536)
+#: Characters per v4 text: a local bound (the user guide states tokens only), far above what
+#: 128,000 tokens can hold, so the token limit is what refuses a long text.
+COHERE_V4_MAX_CHARS = 128_000 * 8
 COHERE_V4_TRUNCATE = ("NONE", "LEFT", "RIGHT")
 NOVA_DIMENSIONS = (256, 384, 1024, 3072)
+#: Characters of a Nova text value: a local bound (the user guide states 8,192 tokens only).
+NOVA_MAX_CHARS = 50_000
 NOVA_PURPOSES = ("GENERIC_INDEX", "GENERIC_RETRIEVAL", "TEXT_RETRIEVAL", "IMAGE_RETRIEVAL", "VIDEO_RETRIEVAL",
                  "DOCUMENT_RETRIEVAL", "AUDIO_RETRIEVAL", "CLASSIFICATION", "CLUSTERING")
 NOVA_TRUNCATION = ("START", "END", "NONE")
@@ -192,6 +197,12 @@ def _string(path: str, value: Any, min_length: int, max_length: int) -> str:
     return text
 
 
+def _integer(path: str, value: Any) -> int:
+    _expect(path, value, "Integer", isinstance(value, int) and not isinstance(value, bool))
+    number: int = value
+    return number
+
+
 def _enum(path: str, value: Any, allowed: Sequence[Any]) -> None:
     if isinstance(value, bool) or value not in allowed:
         raise errors.malformed(f"{path}: {value} is not a valid enum value")
@@ -230,7 +241,7 @@ def _titan_text(spec: ModelSpec, body: dict[str, Any], embedder: LocalEmbedder) 
 def _titan_v2(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
     body = _object(raw, ("inputText", "dimensions", "normalize", "embeddingTypes"), ("inputText",))
     dimensions = body.get("dimensions", spec.dimensions)
-    _expect("#/dimensions", dimensions, "Integer", isinstance(dimensions, int) and not isinstance(dimensions, bool))
+    _integer("#/dimensions", dimensions)
     _enum("#/dimensions", dimensions, TITAN_V2_DIMENSIONS)
     normalize = body.get("normalize", True)
     _expect("#/normalize", normalize, "Boolean", isinstance(normalize, bool))
@@ -288,7 +299,7 @@ def _cohere(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
     if len(texts) > COHERE_MAX_TEXTS:
         raise errors.malformed(f"#/texts: expected maximum item count: {COHERE_MAX_TEXTS}, found: {len(texts)}")
     for i, text in enumerate(texts):
-        _string(f"#/texts/{i}", text, 0, spec.max_tokens * 8 if v4 else COHERE_MAX_CHARS)
+        _string(f"#/texts/{i}", text, 0, COHERE_V4_MAX_CHARS if v4 else COHERE_MAX_CHARS)
     _expect("#/input_type", body["input_type"], "String", isinstance(body["input_type"], str))
     _enum("#/input_type", body["input_type"], COHERE_INPUT_TYPES)
     truncate = body.get("truncate", "NONE")
@@ -297,11 +308,9 @@ def _cohere(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
     dimensions = spec.dimensions
     if v4:
         dimensions = body.get("output_dimension", spec.dimensions)
-        _expect("#/output_dimension", dimensions,
-                "Integer", isinstance(dimensions, int) and not isinstance(dimensions, bool))
+        _integer("#/output_dimension", dimensions)
         _enum("#/output_dimension", dimensions, COHERE_V4_DIMENSIONS)
-        max_tokens = body.get("max_tokens", spec.max_tokens)
-        _expect("#/max_tokens", max_tokens, "Integer", isinstance(max_tokens, int) and not isinstance(max_tokens, bool))
+        max_tokens = _integer("#/max_tokens", body.get("max_tokens", spec.max_tokens))
         if not 1 <= max_tokens <= spec.max_tokens:
             raise errors.malformed(f"#/max_tokens: {max_tokens} is not in 1..{spec.max_tokens}")
     types = (
@@ -344,8 +353,7 @@ def _nova(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
                         ("embeddingPurpose", "embeddingDimension", "text", *NOVA_MEDIA), ("embeddingPurpose",))
     _enum("#/singleEmbeddingParams/embeddingPurpose", params["embeddingPurpose"], NOVA_PURPOSES)
     dimensions = params.get("embeddingDimension", spec.dimensions)
-    _expect("#/singleEmbeddingParams/embeddingDimension", dimensions, "Integer",
-            isinstance(dimensions, int) and not isinstance(dimensions, bool))
+    _integer("#/singleEmbeddingParams/embeddingDimension", dimensions)
     _enum("#/singleEmbeddingParams/embeddingDimension", dimensions, NOVA_DIMENSIONS)
     if any(m in params for m in NOVA_MEDIA):
         raise errors.validation("image, audio and video are not supported by the s3vl local endpoint; "
@@ -358,7 +366,7 @@ def _nova(spec: ModelSpec, raw: Any, embedder: LocalEmbedder) -> Invocation:
     if "source" in text_obj:
         raise errors.validation("text from an S3 source is not supported by the s3vl local endpoint; "
                                 "send value")  # local wording
-    text = _string("#/singleEmbeddingParams/text/value", text_obj.get("value"), 1, TITAN_MAX_CHARS)
+    text = _string("#/singleEmbeddingParams/text/value", text_obj.get("value"), 1, NOVA_MAX_CHARS)
     tokens = embedder.count_tokens([text])[0]
     if tokens > spec.max_tokens and text_obj["truncationMode"] == "NONE":
         raise errors.too_many_tokens(spec.max_tokens, tokens)

@@ -1,9 +1,9 @@
 """Local Amazon S3: moto's S3 (faithful for buckets and objects), served on the endpoint's port.
 
 S3 requests are told apart from the other services by their SigV4 signature: the credential
-scope names the service (``Credential=<key>/<date>/<region>/s3/aws4_request``, in the
-``Authorization`` header or, presigned, the ``X-Amz-Credential`` query parameter). Every such
-request goes to moto's S3 WSGI application unchanged; clients use path-style addressing
+scope names the service (``Credential=<key>/<date>/<region>/s3/aws4_request``; the app's
+:func:`~s3vl_local.endpoint.app.signing_service`). Every such request goes to moto's S3 WSGI
+application unchanged; clients use path-style addressing
 (``http://127.0.0.1:<port>/<bucket>/<key>``, what botocore does for an IP endpoint). Batch
 inference jobs (:mod:`s3vl_local.endpoint.bedrock.jobs`) read and write their files here.
 
@@ -13,22 +13,10 @@ endpoint restart (S3 Vectors' SQLite store does); no fault injection.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from s3vl_local.endpoint.app import EndpointContext, Route
-
-_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[a-z0-9-]+/([a-z0-9-]+)/aws4_request")
-_QUERY_SCOPE = re.compile(r"X-Amz-Credential=[^&]*?%2F[a-z0-9-]+%2F([a-z0-9-]+)%2Faws4_request", re.IGNORECASE)
-
-
-def signing_service(environ: dict[str, Any]) -> str | None:
-    """The service a request is signed for (SigV4 credential scope), or None if unsigned."""
-    match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    if match is None:
-        match = _QUERY_SCOPE.search(environ.get("QUERY_STRING", ""))
-    return match.group(1) if match else None
 
 
 class S3Service:
@@ -58,4 +46,4 @@ def create_service(ctx: EndpointContext) -> S3Service:
     return S3Service(ctx)
 
 
-__all__ = ["S3Service", "create_service", "signing_service"]
+__all__ = ["S3Service", "create_service"]

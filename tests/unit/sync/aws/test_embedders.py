@@ -242,7 +242,6 @@ def test_plan_and_answer_without_a_call(model: str, dims: int) -> None:
     assert client.bodies == []
     assert sorted(i for c in calls for i in c.indices) == [0, 2]
     for c in calls:
-        assert emb.texts_of(c.body) == [texts[i] for i in c.indices]
         raw = client.invoke_model(modelId=model, body=json.dumps(c.body))["body"].read()
         vectors = emb.answer(json.loads(raw), len(c.indices))
         assert [float(v[0]) for v in vectors if isinstance(v, np.ndarray)] == [float(len(texts[i])) for i in c.indices]
