@@ -218,13 +218,8 @@ class BatchJobs:
             jobs = [j for j in self._jobs.values()
                     if (status is None or j.status == status) and (name is None or name in j.name)]
         jobs.sort(key=lambda j: j.submit_time, reverse=q.get("sortOrder", "Descending") == "Descending")
-        page = jobs[start:start + limit]
-        summaries = []
-        for j in page:
-            d = j.describe()
-            summaries.append({k: v for k, v in d.items() if k not in ("totalRecordCount", "processedRecordCount",
-                                                                     "successRecordCount", "errorRecordCount")})
-        out: dict[str, Any] = {"invocationJobSummaries": summaries}
+        # a ModelInvocationJobSummary has every member GetModelInvocationJob answers with
+        out: dict[str, Any] = {"invocationJobSummaries": [j.describe() for j in jobs[start:start + limit]]}
         if start + limit < len(jobs):
             out["nextToken"] = str(start + limit)
         return json_response(out)

@@ -157,6 +157,7 @@ def test_stop_list_and_conflicts(endpoint: EndpointHandle, bucket: str) -> None:
         assert info.value.response["Error"]["Code"] == "ConflictException"
         listed = bedrock.list_model_invocation_jobs(statusEquals="Submitted", nameContains=name)
         assert [j["jobArn"] for j in listed["invocationJobSummaries"]] == [arn]
+        assert listed["invocationJobSummaries"][0]["totalRecordCount"] == 0  # botocore's summary shape
         bedrock.stop_model_invocation_job(jobIdentifier=arn.rsplit("/", 1)[1])
         assert wait(endpoint, arn)["status"] == "Stopped"
         with pytest.raises(ClientError) as info:
